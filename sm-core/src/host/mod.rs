@@ -1,0 +1,10 @@
+//! What a driver needs from the host: the command runner, locks, SMlog, and host paths.
+
+pub mod lock;
+pub mod log;
+pub mod paths;
+pub mod run;
+
+pub use lock::{LockDir, LockError, LockGuard};
+pub use paths::Paths;
+pub use run::{Cmd, Output, RunError, Runner, SystemRunner};

@@ -1,0 +1,447 @@
+//! The one way to run an external tool: argv only (never a shell), a deadline, captured stdout
+//! and stderr, secrets masked in every rendering of the command line.
+//!
+//! Typed wrappers live with their domain (the lvm module, multipath's iscsiadm and multipathd
+//! modules, ...) and return parsed structs; drivers never see argv. Tests inject a
+//! [`Runner`] that records and replays (`FakeRunner`, feature `test-utils`).
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::secret::Secret;
+
+/// Directories tools are resolved in, in order (xapi runs plugins with
+/// `PATH=/sbin:/usr/sbin:/bin:/usr/bin`; we never trust `$PATH`).
+pub const TOOL_DIRS: &[&str] = &["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+
+/// Environment variable naming extra tool directories searched first (tests, odd installs).
+pub const TOOL_DIRS_ENV: &str = "SM_TOOL_DIRS";
+
+/// Default deadline for a command that does not set its own.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How many bytes of stderr are kept in an error.
+const STDERR_TAIL: usize = 2048;
+
+/// One argument: plain, or a secret that is passed to the tool but masked everywhere else.
+#[derive(Clone)]
+enum Arg {
+    Plain(OsString),
+    Secret(Secret),
+}
+
+/// A command to run: a program name, argv, a deadline, optional stdin and environment.
+#[derive(Clone)]
+pub struct Cmd {
+    program: String,
+    args: Vec<Arg>,
+    timeout: Duration,
+    stdin: Option<Vec<u8>>,
+    env: Vec<(String, String)>,
+    ok_codes: Vec<i32>,
+}
+
+impl Cmd {
+    /// A command for `program` (a bare tool name resolved in [`TOOL_DIRS`], or an absolute path).
+    pub fn new(program: impl Into<String>) -> Cmd {
+        Cmd {
+            program: program.into(),
+            args: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+            stdin: None,
+            env: Vec::new(),
+            ok_codes: vec![0],
+        }
+    }
+
+    /// Appends one argument.
+    pub fn arg(mut self, a: impl Into<OsString>) -> Cmd {
+        self.args.push(Arg::Plain(a.into()));
+        self
+    }
+
+    /// Appends arguments.
+    pub fn args<I, S>(mut self, it: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(it.into_iter().map(|a| Arg::Plain(a.into())));
+        self
+    }
+
+    /// Appends a secret argument: passed to the tool, shown as `***` in logs and errors.
+    pub fn secret_arg(mut self, s: &Secret) -> Cmd {
+        self.args.push(Arg::Secret(s.clone()));
+        self
+    }
+
+    /// Sets the deadline.
+    pub fn timeout(mut self, t: Duration) -> Cmd {
+        self.timeout = t;
+        self
+    }
+
+    /// Feeds these bytes on stdin (otherwise stdin is /dev/null).
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Cmd {
+        self.stdin = Some(data.into());
+        self
+    }
+
+    /// Sets an environment variable for the child.
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Cmd {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// Exit codes other than 0 that count as success (e.g. `blkid` returns 2 for "nothing found").
+    pub fn ok_codes(mut self, codes: &[i32]) -> Cmd {
+        self.ok_codes = codes.to_vec();
+        self
+    }
+
+    /// The program name as given.
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// The deadline.
+    pub fn deadline(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The stdin bytes, if any.
+    pub fn stdin_data(&self) -> Option<&[u8]> {
+        self.stdin.as_deref()
+    }
+
+    /// The environment overrides.
+    pub fn env_vars(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// Whether `code` is a success code for this command.
+    pub fn is_ok_code(&self, code: i32) -> bool {
+        self.ok_codes.contains(&code)
+    }
+
+    /// argv with secrets masked: what logs, errors and fake runners see.
+    pub fn masked_argv(&self) -> Vec<String> {
+        std::iter::once(self.program.clone())
+            .chain(self.args.iter().map(|a| match a {
+                Arg::Plain(s) => s.to_string_lossy().into_owned(),
+                Arg::Secret(_) => Secret::MASK.to_string(),
+            }))
+            .collect()
+    }
+
+    /// The masked command line as one string.
+    pub fn display(&self) -> String {
+        self.masked_argv().join(" ")
+    }
+
+    fn real_args(&self) -> Vec<OsString> {
+        self.args
+            .iter()
+            .map(|a| match a {
+                Arg::Plain(s) => s.clone(),
+                Arg::Secret(s) => OsString::from(s.expose()),
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+/// What a finished command produced.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// Exit code (`128 + signal` when killed by a signal).
+    pub code: i32,
+    /// Captured stdout.
+    pub stdout: Vec<u8>,
+    /// Captured stderr.
+    pub stderr: Vec<u8>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Output {
+    /// stdout as UTF-8 (lossy).
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// stderr as UTF-8 (lossy).
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// Why a command did not succeed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RunError {
+    /// The program does not exist in the tool directories.
+    #[error("{program}: not found in {dirs}")]
+    NotFound {
+        /// The program name.
+        program: String,
+        /// Where we looked.
+        dirs: String,
+    },
+    /// The program could not be started.
+    #[error("cannot start {cmd}: {reason}")]
+    Spawn {
+        /// Masked command line.
+        cmd: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// The deadline passed; the process group was killed.
+    #[error("{cmd} timed out after {}s", after.as_secs_f32())]
+    Timeout {
+        /// Masked command line.
+        cmd: String,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The program exited with a code not in its success list.
+    #[error("{cmd} failed with exit code {code}: {stderr}")]
+    Failed {
+        /// Masked command line.
+        cmd: String,
+        /// Exit code.
+        code: i32,
+        /// Tail of stderr (trimmed), or of stdout when stderr was empty.
+        stderr: String,
+        /// Full stdout, for callers that classify failures by output.
+        stdout: String,
+    },
+}
+
+impl RunError {
+    /// The exit code, when the command ran and failed.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            RunError::Failed { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The stderr tail, when the command ran and failed.
+    pub fn stderr(&self) -> &str {
+        match self {
+            RunError::Failed { stderr, .. } => stderr,
+            _ => "",
+        }
+    }
+}
+
+/// Runs commands. The production implementation is [`SystemRunner`]; tests use a fake.
+pub trait Runner: Send + Sync {
+    /// Runs `cmd` to completion or its deadline. A non-success exit code is `RunError::Failed`.
+    fn run(&self, cmd: &Cmd) -> Result<Output, RunError>;
+}
+
+/// Builds the error for a finished command whose code is not a success code.
+pub fn check_output(cmd: &Cmd, out: Output) -> Result<Output, RunError> {
+    if cmd.is_ok_code(out.code) {
+        return Ok(out);
+    }
+    let src = if out.stderr.iter().any(|b| !b.is_ascii_whitespace()) { &out.stderr } else { &out.stdout };
+    let text = String::from_utf8_lossy(src);
+    let text = text.trim();
+    let tail = match text.len().checked_sub(STDERR_TAIL) {
+        Some(start) => {
+            let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+            &text[start..]
+        }
+        None => text,
+    };
+    Err(RunError::Failed {
+        cmd: cmd.display(),
+        code: out.code,
+        stderr: tail.to_string(),
+        stdout: out.stdout_str(),
+    })
+}
+
+/// Runs real processes.
+#[derive(Debug, Clone, Default)]
+pub struct SystemRunner {
+    extra_dirs: Vec<PathBuf>,
+}
+
+impl SystemRunner {
+    /// A runner resolving tools in [`TOOL_DIRS_ENV`] (if set) then [`TOOL_DIRS`].
+    pub fn new() -> SystemRunner {
+        let extra_dirs = std::env::var_os(TOOL_DIRS_ENV)
+            .map(|v| std::env::split_paths(&v).collect())
+            .unwrap_or_default();
+        SystemRunner { extra_dirs }
+    }
+
+    /// Finds `program` in the tool directories.
+    pub fn resolve(&self, program: &str) -> Result<PathBuf, RunError> {
+        if program.contains('/') {
+            let p = Path::new(program);
+            return if p.is_file() {
+                Ok(p.to_path_buf())
+            } else {
+                Err(RunError::NotFound { program: program.into(), dirs: "(absolute path)".into() })
+            };
+        }
+        let dirs = self.extra_dirs.iter().map(PathBuf::as_path).chain(TOOL_DIRS.iter().map(Path::new));
+        for d in dirs.clone() {
+            let p = d.join(program);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+        Err(RunError::NotFound {
+            program: program.into(),
+            dirs: dirs.map(|d| d.display().to_string()).collect::<Vec<_>>().join(":"),
+        })
+    }
+}
+
+fn kill_group(child: &Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    }
+}
+
+fn reader_thread(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        buf
+    })
+}
+
+impl Runner for SystemRunner {
+    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        let path = self.resolve(&cmd.program)?;
+        let start = Instant::now();
+        #[allow(clippy::disallowed_methods)] // this is the one runner
+        let mut command = std::process::Command::new(&path);
+        command
+            .args(cmd.real_args())
+            .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("LC_ALL", "C")
+            .process_group(0);
+        for (k, v) in &cmd.env {
+            command.env(k, v);
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| RunError::Spawn { cmd: cmd.display(), reason: e.to_string() })?;
+        let out_t = child.stdout.take().map(reader_thread);
+        let err_t = child.stderr.take().map(reader_thread);
+        if let (Some(mut sin), Some(data)) = (child.stdin.take(), cmd.stdin.clone()) {
+            std::thread::spawn(move || {
+                let _ = sin.write_all(&data);
+            });
+        }
+        let deadline = start + cmd.timeout;
+        let mut nap = Duration::from_micros(100);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break st,
+                Ok(None) => {}
+                Err(e) => {
+                    kill_group(&child);
+                    let _ = child.wait();
+                    return Err(RunError::Spawn { cmd: cmd.display(), reason: e.to_string() });
+                }
+            }
+            if Instant::now() >= deadline {
+                kill_group(&child);
+                let _ = child.wait();
+                return Err(RunError::Timeout { cmd: cmd.display(), after: cmd.timeout });
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(10));
+        };
+        let stdout = out_t.and_then(|t| t.join().ok()).unwrap_or_default();
+        let stderr = err_t.and_then(|t| t.join().ok()).unwrap_or_default();
+        let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        let out = Output { code, stdout, stderr, elapsed: start.elapsed() };
+        tracing::debug!(cmd = %cmd.display(), code, ms = out.elapsed.as_millis() as u64, "command");
+        check_output(cmd, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_and_captures() {
+        let r = SystemRunner::new();
+        let out = r.run(&Cmd::new("sh").args(["-c", "echo out; echo err >&2"])).unwrap();
+        assert_eq!(out.stdout_str(), "out\n");
+        assert_eq!(out.stderr_str(), "err\n");
+        assert_eq!(out.code, 0);
+    }
+
+    #[test]
+    fn failure_carries_code_and_stderr_and_masks_secrets() {
+        let r = SystemRunner::new();
+        let s = Secret::new("hunter2");
+        let err = r
+            .run(&Cmd::new("sh").args(["-c", "echo bad thing >&2; exit 3", "x"]).secret_arg(&s))
+            .unwrap_err();
+        match &err {
+            RunError::Failed { code, stderr, cmd, .. } => {
+                assert_eq!(*code, 3);
+                assert_eq!(stderr, "bad thing");
+                assert!(cmd.ends_with("x ***"), "{cmd}");
+                assert!(!err.to_string().contains("hunter2"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn timeout_kills_the_process_group() {
+        let r = SystemRunner::new();
+        let t0 = Instant::now();
+        let err = r
+            .run(&Cmd::new("sh").args(["-c", "sleep 30 & sleep 30"]).timeout(Duration::from_millis(200)))
+            .unwrap_err();
+        assert!(matches!(err, RunError::Timeout { .. }), "{err:?}");
+        assert!(t0.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn never_uses_a_shell_for_arguments() {
+        let r = SystemRunner::new();
+        let out = r.run(&Cmd::new("echo").arg("$(id); `id` | ;")).unwrap();
+        assert_eq!(out.stdout_str(), "$(id); `id` | ;\n");
+    }
+
+    #[test]
+    fn missing_tool_is_not_found() {
+        let r = SystemRunner::new();
+        assert!(matches!(r.run(&Cmd::new("no-such-tool-xyz")), Err(RunError::NotFound { .. })));
+    }
+
+    #[test]
+    fn stdin_and_ok_codes() {
+        let r = SystemRunner::new();
+        let out = r.run(&Cmd::new("sh").args(["-c", "cat; exit 2"]).stdin("abc").ok_codes(&[0, 2])).unwrap();
+        assert_eq!(out.stdout_str(), "abc");
+        assert_eq!(out.code, 2);
+    }
+}
