@@ -88,6 +88,11 @@ impl Capability {
     }
 
     /// The SMAPI command a capability promises, when it maps to exactly one.
+    ///
+    /// `VDI_GENERATE_CONFIG` also promises `vdi_attach_from_config`/`vdi_detach_from_config`
+    /// (what the generated config runs). `VDI_ATTACH_OFFLINE` maps to no SMAPIv1 command: xapi's
+    /// static-vdis takes it to mean "attach through an SMAPIv3 volume plugin" and would bypass
+    /// the plugin's own attach_from_config, so a SMAPIv1 driver must not declare it.
     pub fn command(self) -> Option<Command> {
         Some(match self {
             Capability::SrCreate => Command::SrCreate,
@@ -109,7 +114,6 @@ impl Capability {
             Capability::VdiUpdate => Command::VdiUpdate,
             Capability::VdiIntroduce => Command::VdiIntroduce,
             Capability::VdiGenerateConfig => Command::VdiGenerateConfig,
-            Capability::VdiAttachOffline => Command::VdiAttachFromConfig,
             _ => return None,
         })
     }
@@ -135,7 +139,6 @@ impl Capability {
         Capability::VdiUpdate,
         Capability::VdiIntroduce,
         Capability::VdiGenerateConfig,
-        Capability::VdiAttachOffline,
     ];
 }
 
@@ -194,7 +197,12 @@ impl DriverInfo {
         }
         m.insert(
             "capabilities".into(),
-            Value::Array(self.capabilities.iter().map(|c| Value::Str(c.as_str().into())).collect()),
+            Value::Array(
+                self.capabilities
+                    .iter()
+                    .map(|c| Value::Str(c.as_str().into()))
+                    .collect(),
+            ),
         );
         m.insert(
             "configuration".into(),
@@ -237,17 +245,31 @@ impl VdiCreate {
     /// Reads the arguments of a vdi_create request; only the size is mandatory.
     pub fn from_request(req: &Request) -> SmResult<VdiCreate> {
         let opt = |i: usize| req.args.get(i).cloned().unwrap_or_default();
-        let flag = |i: usize| matches!(req.args.get(i).map(String::as_str), Some("true" | "True" | "1"));
+        let flag = |i: usize| {
+            matches!(
+                req.args.get(i).map(String::as_str),
+                Some("true" | "True" | "1")
+            )
+        };
         Ok(VdiCreate {
             size: req.arg_size(0, "size")?,
             name_label: opt(1),
             name_description: opt(2),
             metadata_of_pool: opt(3),
             is_a_snapshot: flag(4),
-            snapshot_time: req.args.get(5).cloned().filter(|s| !s.is_empty()).unwrap_or_else(|| "19700101T00:00:00Z".into()),
+            snapshot_time: req
+                .args
+                .get(5)
+                .cloned()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "19700101T00:00:00Z".into()),
             snapshot_of: opt(6),
             read_only: flag(7),
-            vdi_type: req.vdi_type.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| "user".into()),
+            vdi_type: req
+                .vdi_type
+                .clone()
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "user".into()),
         })
     }
 }
@@ -281,7 +303,12 @@ impl Host {
     /// A host with the given runner and root (tests).
     pub fn with(runner: Arc<dyn Runner>, root: &std::path::Path, xapi_endpoint: Endpoint) -> Host {
         let paths = Paths::new(root);
-        Host { runner, locks: LockDir::new(paths.lock_dir()), paths, xapi_endpoint }
+        Host {
+            runner,
+            locks: LockDir::new(paths.lock_dir()),
+            paths,
+            xapi_endpoint,
+        }
     }
 }
 
@@ -298,7 +325,12 @@ pub struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     /// A context for `req` on `host`.
     pub fn new(req: &'a Request, host: &'a Host) -> Ctx<'a> {
-        Ctx { req, host, xapi: OnceLock::new(), stderr: RefCell::new(String::new()) }
+        Ctx {
+            req,
+            host,
+            xapi: OnceLock::new(),
+            stderr: RefCell::new(String::new()),
+        }
     }
 
     /// device_config.
@@ -308,13 +340,21 @@ impl<'a> Ctx<'a> {
 
     /// The SR uuid (validated).
     pub fn sr_uuid(&self) -> SmResult<SrUuid> {
-        let s = self.req.sr_uuid.as_deref().ok_or_else(|| SmError::msg(SmCode::BadRequest, "missing sr_uuid"))?;
+        let s = self
+            .req
+            .sr_uuid
+            .as_deref()
+            .ok_or_else(|| SmError::msg(SmCode::BadRequest, "missing sr_uuid"))?;
         SrUuid::new(s).map_err(|e| SmError::new(SmCode::BadRequest, e))
     }
 
     /// The VDI uuid (validated).
     pub fn vdi_uuid(&self) -> SmResult<VdiUuid> {
-        let s = self.req.vdi_uuid.as_deref().ok_or_else(|| SmError::msg(SmCode::BadRequest, "missing vdi_uuid"))?;
+        let s = self
+            .req
+            .vdi_uuid
+            .as_deref()
+            .ok_or_else(|| SmError::msg(SmCode::BadRequest, "missing vdi_uuid"))?;
         VdiUuid::new(s).map_err(|e| SmError::new(SmCode::BadRequest, e))
     }
 
@@ -337,7 +377,11 @@ impl<'a> Ctx<'a> {
             .clone()
             .filter(|s| !s.is_empty())
             .ok_or_else(|| SmError::msg(SmCode::APISession, "no session_ref in this call"))?;
-        let x = XenApi::new(self.host.xapi_endpoint.clone(), session, self.req.subtask_of.as_deref());
+        let x = XenApi::new(
+            self.host.xapi_endpoint.clone(),
+            session,
+            self.req.subtask_of.as_deref(),
+        );
         Ok(self.xapi.get_or_init(|| x))
     }
 
@@ -358,7 +402,10 @@ impl<'a> Ctx<'a> {
 }
 
 fn unimplemented(cx: &Ctx<'_>) -> SmResult<()> {
-    Err(SmError::msg(SmCode::Unimplemented, cx.req.command_name.clone()))
+    Err(SmError::msg(
+        SmCode::Unimplemented,
+        cx.req.command_name.clone(),
+    ))
 }
 
 /// One SR driver. Every call has a default that answers fault 38 Unimplemented, except the
@@ -402,7 +449,10 @@ pub trait Driver: Sync {
     }
     /// Creates a VDI and registers it with `VDI.db_introduce`.
     fn vdi_create(&self, cx: &Ctx<'_>, args: &VdiCreate) -> SmResult<VdiLocation> {
-        unimplemented(cx).map(|_| VdiLocation { uuid: String::new(), location: String::new() })
+        unimplemented(cx).map(|_| VdiLocation {
+            uuid: String::new(),
+            location: String::new(),
+        })
     }
     /// Deletes a VDI and forgets its record.
     fn vdi_delete(&self, cx: &Ctx<'_>) -> SmResult<()> {
@@ -426,15 +476,24 @@ pub trait Driver: Sync {
     }
     /// A snapshot of the VDI (data identical to the source at this moment).
     fn vdi_snapshot(&self, cx: &Ctx<'_>) -> SmResult<VdiLocation> {
-        unimplemented(cx).map(|_| VdiLocation { uuid: String::new(), location: String::new() })
+        unimplemented(cx).map(|_| VdiLocation {
+            uuid: String::new(),
+            location: String::new(),
+        })
     }
     /// A writable clone of the VDI.
     fn vdi_clone(&self, cx: &Ctx<'_>) -> SmResult<VdiLocation> {
-        unimplemented(cx).map(|_| VdiLocation { uuid: String::new(), location: String::new() })
+        unimplemented(cx).map(|_| VdiLocation {
+            uuid: String::new(),
+            location: String::new(),
+        })
     }
     /// Grows the VDI to `new_size` bytes.
     fn vdi_resize(&self, cx: &Ctx<'_>, new_size: u64) -> SmResult<VdiLocation> {
-        unimplemented(cx).map(|_| VdiLocation { uuid: String::new(), location: String::new() })
+        unimplemented(cx).map(|_| VdiLocation {
+            uuid: String::new(),
+            location: String::new(),
+        })
     }
     /// Refreshes the VDI's record (sizes, sm_config) after xapi changed it.
     fn vdi_update(&self, cx: &Ctx<'_>) -> SmResult<()> {
@@ -442,7 +501,10 @@ pub trait Driver: Sync {
     }
     /// Registers an existing VDI (location from the request) under `new_uuid`.
     fn vdi_introduce(&self, cx: &Ctx<'_>) -> SmResult<VdiLocation> {
-        unimplemented(cx).map(|_| VdiLocation { uuid: String::new(), location: String::new() })
+        unimplemented(cx).map(|_| VdiLocation {
+            uuid: String::new(),
+            location: String::new(),
+        })
     }
     /// A methodCall for `vdi_attach_from_config` that attaches this VDI without xapi.
     fn vdi_generate_config(&self, cx: &Ctx<'_>) -> SmResult<String> {
@@ -458,8 +520,13 @@ pub trait Driver: Sync {
     }
     /// Called before the first attach after boot; resets the VDI when `vdi_on_boot=reset`.
     fn vdi_epoch_begin(&self, cx: &Ctx<'_>) -> SmResult<()> {
-        if cx.req.vdi_on_boot.as_deref() == Some("reset") && !self.info().has(Capability::VdiResetOnBoot2) {
-            return Err(SmError::msg(SmCode::Unimplemented, "vdi_on_boot=reset is not supported by this SR type"));
+        if cx.req.vdi_on_boot.as_deref() == Some("reset")
+            && !self.info().has(Capability::VdiResetOnBoot2)
+        {
+            return Err(SmError::msg(
+                SmCode::Unimplemented,
+                "vdi_on_boot=reset is not supported by this SR type",
+            ));
         }
         Ok(())
     }

@@ -43,6 +43,7 @@ pub struct Cmd {
     stdin: Option<Vec<u8>>,
     env: Vec<(String, String)>,
     ok_codes: Vec<i32>,
+    daemonizes: bool,
 }
 
 impl Cmd {
@@ -55,6 +56,7 @@ impl Cmd {
             stdin: None,
             env: Vec::new(),
             ok_codes: vec![0],
+            daemonizes: false,
         }
     }
 
@@ -70,7 +72,8 @@ impl Cmd {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        self.args.extend(it.into_iter().map(|a| Arg::Plain(a.into())));
+        self.args
+            .extend(it.into_iter().map(|a| Arg::Plain(a.into())));
         self
     }
 
@@ -102,6 +105,19 @@ impl Cmd {
     pub fn ok_codes(mut self, codes: &[i32]) -> Cmd {
         self.ok_codes = codes.to_vec();
         self
+    }
+
+    /// Marks a program that forks a daemon which may keep the inherited stdout/stderr open
+    /// (`qemu-nbd --fork`): its output is captured in memory files instead of pipes, so the call
+    /// returns when the program itself exits, not when the daemon closes the pipes.
+    pub fn daemonizes(mut self) -> Cmd {
+        self.daemonizes = true;
+        self
+    }
+
+    /// Whether the program forks a daemon (see [`Cmd::daemonizes`]).
+    pub fn is_daemonizing(&self) -> bool {
+        self.daemonizes
     }
 
     /// The program name as given.
@@ -256,12 +272,18 @@ pub fn check_output(cmd: &Cmd, out: Output) -> Result<Output, RunError> {
     if cmd.is_ok_code(out.code) {
         return Ok(out);
     }
-    let src = if out.stderr.iter().any(|b| !b.is_ascii_whitespace()) { &out.stderr } else { &out.stdout };
+    let src = if out.stderr.iter().any(|b| !b.is_ascii_whitespace()) {
+        &out.stderr
+    } else {
+        &out.stdout
+    };
     let text = String::from_utf8_lossy(src);
     let text = text.trim();
     let tail = match text.len().checked_sub(STDERR_TAIL) {
         Some(start) => {
-            let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+            let start = (start..text.len())
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(text.len());
             &text[start..]
         }
         None => text,
@@ -296,10 +318,17 @@ impl SystemRunner {
             return if p.is_file() {
                 Ok(p.to_path_buf())
             } else {
-                Err(RunError::NotFound { program: program.into(), dirs: "(absolute path)".into() })
+                Err(RunError::NotFound {
+                    program: program.into(),
+                    dirs: "(absolute path)".into(),
+                })
             };
         }
-        let dirs = self.extra_dirs.iter().map(PathBuf::as_path).chain(TOOL_DIRS.iter().map(Path::new));
+        let dirs = self
+            .extra_dirs
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(TOOL_DIRS.iter().map(Path::new));
         for d in dirs.clone() {
             let p = d.join(program);
             if p.is_file() {
@@ -308,15 +337,35 @@ impl SystemRunner {
         }
         Err(RunError::NotFound {
             program: program.into(),
-            dirs: dirs.map(|d| d.display().to_string()).collect::<Vec<_>>().join(":"),
+            dirs: dirs
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(":"),
         })
     }
 }
 
 fn kill_group(child: &Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        let _ =
+            nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
     }
+}
+
+/// An anonymous in-memory file (memfd) for a daemonizing command's output.
+fn memory_file(name: &str) -> std::io::Result<std::fs::File> {
+    let fd = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// Everything written to a memory file so far (a daemon may still hold it open).
+fn read_memory_file(mut f: std::fs::File) -> Vec<u8> {
+    use std::io::Seek;
+    let mut buf = Vec::new();
+    if f.seek(std::io::SeekFrom::Start(0)).is_ok() {
+        let _ = f.read_to_end(&mut buf);
+    }
+    buf
 }
 
 fn reader_thread(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
@@ -333,19 +382,41 @@ impl Runner for SystemRunner {
         let start = Instant::now();
         #[allow(clippy::disallowed_methods)] // this is the one runner
         let mut command = std::process::Command::new(&path);
+        let spawn_err = |e: std::io::Error| RunError::Spawn {
+            cmd: cmd.display(),
+            reason: e.to_string(),
+        };
+        let files = if cmd.daemonizes {
+            Some((
+                memory_file("stdout").map_err(spawn_err)?,
+                memory_file("stderr").map_err(spawn_err)?,
+            ))
+        } else {
+            None
+        };
+        let (out_stdio, err_stdio) = match &files {
+            Some((o, e)) => (
+                Stdio::from(o.try_clone().map_err(spawn_err)?),
+                Stdio::from(e.try_clone().map_err(spawn_err)?),
+            ),
+            None => (Stdio::piped(), Stdio::piped()),
+        };
         command
             .args(cmd.real_args())
-            .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(out_stdio)
+            .stderr(err_stdio)
             .env("LC_ALL", "C")
             .process_group(0);
         for (k, v) in &cmd.env {
             command.env(k, v);
         }
-        let mut child = command
-            .spawn()
-            .map_err(|e| RunError::Spawn { cmd: cmd.display(), reason: e.to_string() })?;
+        let mut child = command.spawn().map_err(spawn_err)?;
+        drop(command);
         let out_t = child.stdout.take().map(reader_thread);
         let err_t = child.stderr.take().map(reader_thread);
         if let (Some(mut sin), Some(data)) = (child.stdin.take(), cmd.stdin.clone()) {
@@ -362,21 +433,39 @@ impl Runner for SystemRunner {
                 Err(e) => {
                     kill_group(&child);
                     let _ = child.wait();
-                    return Err(RunError::Spawn { cmd: cmd.display(), reason: e.to_string() });
+                    return Err(RunError::Spawn {
+                        cmd: cmd.display(),
+                        reason: e.to_string(),
+                    });
                 }
             }
             if Instant::now() >= deadline {
                 kill_group(&child);
                 let _ = child.wait();
-                return Err(RunError::Timeout { cmd: cmd.display(), after: cmd.timeout });
+                return Err(RunError::Timeout {
+                    cmd: cmd.display(),
+                    after: cmd.timeout,
+                });
             }
             std::thread::sleep(nap);
             nap = (nap * 2).min(Duration::from_millis(10));
         };
-        let stdout = out_t.and_then(|t| t.join().ok()).unwrap_or_default();
-        let stderr = err_t.and_then(|t| t.join().ok()).unwrap_or_default();
-        let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-        let out = Output { code, stdout, stderr, elapsed: start.elapsed() };
+        let (stdout, stderr) = match files {
+            Some((o, e)) => (read_memory_file(o), read_memory_file(e)),
+            None => (
+                out_t.and_then(|t| t.join().ok()).unwrap_or_default(),
+                err_t.and_then(|t| t.join().ok()).unwrap_or_default(),
+            ),
+        };
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        let out = Output {
+            code,
+            stdout,
+            stderr,
+            elapsed: start.elapsed(),
+        };
         tracing::debug!(cmd = %cmd.display(), code, ms = out.elapsed.as_millis() as u64, "command");
         check_output(cmd, out)
     }
@@ -389,7 +478,9 @@ mod tests {
     #[test]
     fn runs_and_captures() {
         let r = SystemRunner::new();
-        let out = r.run(&Cmd::new("sh").args(["-c", "echo out; echo err >&2"])).unwrap();
+        let out = r
+            .run(&Cmd::new("sh").args(["-c", "echo out; echo err >&2"]))
+            .unwrap();
         assert_eq!(out.stdout_str(), "out\n");
         assert_eq!(out.stderr_str(), "err\n");
         assert_eq!(out.code, 0);
@@ -400,10 +491,16 @@ mod tests {
         let r = SystemRunner::new();
         let s = Secret::new("hunter2");
         let err = r
-            .run(&Cmd::new("sh").args(["-c", "echo bad thing >&2; exit 3", "x"]).secret_arg(&s))
+            .run(
+                &Cmd::new("sh")
+                    .args(["-c", "echo bad thing >&2; exit 3", "x"])
+                    .secret_arg(&s),
+            )
             .unwrap_err();
         match &err {
-            RunError::Failed { code, stderr, cmd, .. } => {
+            RunError::Failed {
+                code, stderr, cmd, ..
+            } => {
                 assert_eq!(*code, 3);
                 assert_eq!(stderr, "bad thing");
                 assert!(cmd.ends_with("x ***"), "{cmd}");
@@ -418,7 +515,11 @@ mod tests {
         let r = SystemRunner::new();
         let t0 = Instant::now();
         let err = r
-            .run(&Cmd::new("sh").args(["-c", "sleep 30 & sleep 30"]).timeout(Duration::from_millis(200)))
+            .run(
+                &Cmd::new("sh")
+                    .args(["-c", "sleep 30 & sleep 30"])
+                    .timeout(Duration::from_millis(200)),
+            )
             .unwrap_err();
         assert!(matches!(err, RunError::Timeout { .. }), "{err:?}");
         assert!(t0.elapsed() < Duration::from_secs(10));
@@ -434,13 +535,51 @@ mod tests {
     #[test]
     fn missing_tool_is_not_found() {
         let r = SystemRunner::new();
-        assert!(matches!(r.run(&Cmd::new("no-such-tool-xyz")), Err(RunError::NotFound { .. })));
+        assert!(matches!(
+            r.run(&Cmd::new("no-such-tool-xyz")),
+            Err(RunError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn daemonizing_command_returns_when_the_parent_exits() {
+        let r = SystemRunner::new();
+        let t0 = Instant::now();
+        let out = r
+            .run(
+                &Cmd::new("sh")
+                    .args(["-c", "echo started; echo note >&2; (sleep 5 &) ; exit 0"])
+                    .daemonizes(),
+            )
+            .unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "waited for the daemon: {:?}",
+            t0.elapsed()
+        );
+        assert_eq!(out.stdout_str(), "started\n");
+        assert_eq!(out.stderr_str(), "note\n");
+        let err = r
+            .run(
+                &Cmd::new("sh")
+                    .args(["-c", "echo cannot bind >&2; exit 1"])
+                    .daemonizes(),
+            )
+            .unwrap_err();
+        assert_eq!(err.stderr(), "cannot bind");
     }
 
     #[test]
     fn stdin_and_ok_codes() {
         let r = SystemRunner::new();
-        let out = r.run(&Cmd::new("sh").args(["-c", "cat; exit 2"]).stdin("abc").ok_codes(&[0, 2])).unwrap();
+        let out = r
+            .run(
+                &Cmd::new("sh")
+                    .args(["-c", "cat; exit 2"])
+                    .stdin("abc")
+                    .ok_codes(&[0, 2]),
+            )
+            .unwrap();
         assert_eq!(out.stdout_str(), "abc");
         assert_eq!(out.code, 2);
     }

@@ -228,7 +228,9 @@ pub struct XenApi {
 
 impl std::fmt::Debug for XenApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("XenApi").field("session", &self.session).finish()
+        f.debug_struct("XenApi")
+            .field("session", &self.session)
+            .finish()
     }
 }
 
@@ -249,7 +251,10 @@ impl XenApi {
         }
         let originator = std::env::var("ORIGINATOR").unwrap_or_else(|_| "SM".into());
         t.add_header("originator", &originator);
-        XenApi { transport: Mutex::new(t), session }
+        XenApi {
+            transport: Mutex::new(t),
+            session,
+        }
     }
 
     /// Calls `method(session, args...)` and unwraps the XenAPI envelope.
@@ -268,12 +273,19 @@ impl XenApi {
             let mut t = self.transport.lock().unwrap_or_else(|p| p.into_inner());
             t.post(&body)?
         };
-        let proto = |reason: String| XenApiError::Protocol { method: method.into(), reason };
+        let proto = |reason: String| XenApiError::Protocol {
+            method: method.into(),
+            reason,
+        };
         let v = match xmlrpc::parse_method_response(&reply).map_err(|e| proto(e.to_string()))? {
             MethodResponse::Success(v) => v,
-            MethodResponse::Fault { code, string } => return Err(proto(format!("fault {code}: {string}"))),
+            MethodResponse::Fault { code, string } => {
+                return Err(proto(format!("fault {code}: {string}")));
+            }
         };
-        let m = v.as_struct().ok_or_else(|| proto("result is not a struct".into()))?;
+        let m = v
+            .as_struct()
+            .ok_or_else(|| proto("result is not a struct".into()))?;
         let status = m.get("Status").map(Value::to_text).unwrap_or_default();
         tracing::debug!(method, ms = started.elapsed().as_millis() as u64, %status, "xenapi");
         match status.as_str() {
@@ -296,7 +308,10 @@ impl XenApi {
 
     fn call_map(&self, method: &str, args: &[Value]) -> XResult<BTreeMap<String, String>> {
         let v = self.call(method, args)?;
-        v.to_string_map().ok_or_else(|| XenApiError::Protocol { method: method.into(), reason: "expected a map".into() })
+        v.to_string_map().ok_or_else(|| XenApiError::Protocol {
+            method: method.into(),
+            reason: "expected a map".into(),
+        })
     }
 
     fn call_unit(&self, method: &str, args: &[Value]) -> XResult<()> {
@@ -325,10 +340,25 @@ impl XenApi {
     }
 
     /// `SR.set_physical_size`, `SR.set_physical_utilisation` and `SR.set_virtual_allocation`.
-    pub fn sr_set_sizes(&self, sr: &str, physical_size: u64, physical_utilisation: u64, virtual_allocation: u64) -> XResult<()> {
-        self.call_unit("SR.set_physical_size", &[s(sr), s(physical_size.to_string())])?;
-        self.call_unit("SR.set_physical_utilisation", &[s(sr), s(physical_utilisation.to_string())])?;
-        self.call_unit("SR.set_virtual_allocation", &[s(sr), s(virtual_allocation.to_string())])
+    pub fn sr_set_sizes(
+        &self,
+        sr: &str,
+        physical_size: u64,
+        physical_utilisation: u64,
+        virtual_allocation: u64,
+    ) -> XResult<()> {
+        self.call_unit(
+            "SR.set_physical_size",
+            &[s(sr), s(physical_size.to_string())],
+        )?;
+        self.call_unit(
+            "SR.set_physical_utilisation",
+            &[s(sr), s(physical_utilisation.to_string())],
+        )?;
+        self.call_unit(
+            "SR.set_virtual_allocation",
+            &[s(sr), s(virtual_allocation.to_string())],
+        )
     }
 
     /// `VDI.get_all_records_where('field "SR" = "<sr>"')`: every VDI record of the SR.
@@ -339,7 +369,9 @@ impl XenApi {
             method: "VDI.get_all_records_where".into(),
             reason: "expected a map".into(),
         })?;
-        Ok(m.iter().filter_map(|(r, rec)| rec.as_struct().map(|rec| VdiRecord::from_struct(r, rec))).collect())
+        Ok(m.iter()
+            .filter_map(|(r, rec)| rec.as_struct().map(|rec| VdiRecord::from_struct(r, rec)))
+            .collect())
     }
 
     /// `VDI.get_by_uuid`.
@@ -350,7 +382,10 @@ impl XenApi {
     /// `VDI.get_record`.
     pub fn vdi_get_record(&self, vdi: &str) -> XResult<VdiRecord> {
         let v = self.call("VDI.get_record", &[s(vdi)])?;
-        let m = v.as_struct().ok_or_else(|| XenApiError::Protocol { method: "VDI.get_record".into(), reason: "expected a struct".into() })?;
+        let m = v.as_struct().ok_or_else(|| XenApiError::Protocol {
+            method: "VDI.get_record".into(),
+            reason: "expected a struct".into(),
+        })?;
         Ok(VdiRecord::from_struct(vdi, m))
     }
 
@@ -392,7 +427,10 @@ impl XenApi {
 
     /// `VDI.set_physical_utilisation`.
     pub fn vdi_set_physical_utilisation(&self, vdi: &str, bytes: u64) -> XResult<()> {
-        self.call_unit("VDI.set_physical_utilisation", &[s(vdi), s(bytes.to_string())])
+        self.call_unit(
+            "VDI.set_physical_utilisation",
+            &[s(vdi), s(bytes.to_string())],
+        )
     }
 
     /// `VDI.set_read_only`.
@@ -413,6 +451,17 @@ impl XenApi {
     /// `VDI.add_to_sm_config` after removing the key.
     pub fn vdi_set_sm_config_key(&self, vdi: &str, k: &str, v: &str) -> XResult<()> {
         let _ = self.call_unit("VDI.remove_from_sm_config", &[s(vdi), s(k)]);
+        self.call_unit("VDI.add_to_sm_config", &[s(vdi), s(k), s(v)])
+    }
+
+    /// `VDI.get_sm_config`.
+    pub fn vdi_get_sm_config(&self, vdi: &str) -> XResult<BTreeMap<String, String>> {
+        self.call_map("VDI.get_sm_config", &[s(vdi)])
+    }
+
+    /// `VDI.add_to_sm_config` without removing first: fails with `MAP_DUPLICATE_KEY` when the key
+    /// exists, which makes it a pool-wide test-and-set (sm's `activating` protocol).
+    pub fn vdi_add_to_sm_config(&self, vdi: &str, k: &str, v: &str) -> XResult<()> {
         self.call_unit("VDI.add_to_sm_config", &[s(vdi), s(k), s(v)])
     }
 
@@ -439,7 +488,9 @@ impl XenApi {
     /// `host.get_all`: every host in the pool.
     pub fn host_get_all(&self) -> XResult<Vec<String>> {
         let v = self.call("host.get_all", &[])?;
-        Ok(v.as_array().map(|a| a.iter().map(Value::to_text).collect()).unwrap_or_default())
+        Ok(v.as_array()
+            .map(|a| a.iter().map(Value::to_text).collect())
+            .unwrap_or_default())
     }
 
     /// Whether xapi considers the host live (`host.get_metrics`, `host_metrics.get_live`).
@@ -489,7 +540,13 @@ mod tests {
 
     /// A one-thread fake xapi that answers each request with the next canned body and records
     /// what it was sent.
-    fn fake_xapi(replies: Vec<String>) -> (tempfile::TempDir, std::path::PathBuf, std::thread::JoinHandle<Vec<(String, String)>>) {
+    fn fake_xapi(
+        replies: Vec<String>,
+    ) -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        std::thread::JoinHandle<Vec<(String, String)>>,
+    ) {
         let d = tempfile::tempdir().unwrap();
         let sock = d.path().join("xapi");
         let l = UnixListener::bind(&sock).unwrap();
@@ -518,7 +575,13 @@ mod tests {
                 r.read_exact(&mut body).unwrap();
                 seen.push((head, String::from_utf8(body).unwrap()));
                 let w = r.get_mut();
-                write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}", reply.len(), reply).unwrap();
+                write!(
+                    w,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
+                    reply.len(),
+                    reply
+                )
+                .unwrap();
             }
             seen
         });
@@ -536,16 +599,33 @@ mod tests {
     fn unwraps_success_and_failure_over_keepalive() {
         let mut fail = Struct::new();
         fail.insert("Status".into(), Value::Str("Failure".into()));
-        fail.insert("ErrorDescription".into(), Value::Array(vec![Value::Str("UUID_INVALID".into()), Value::Str("SR".into())]));
-        let (_d, sock, h) = fake_xapi(vec![ok(&Value::Str("OpaqueRef:sr1".into())), xmlrpc::write_response(&Value::Struct(fail))]);
-        let x = XenApi::new(Endpoint::Unix(sock), Secret::new("OpaqueRef:session"), Some("OpaqueRef:task"));
+        fail.insert(
+            "ErrorDescription".into(),
+            Value::Array(vec![
+                Value::Str("UUID_INVALID".into()),
+                Value::Str("SR".into()),
+            ]),
+        );
+        let (_d, sock, h) = fake_xapi(vec![
+            ok(&Value::Str("OpaqueRef:sr1".into())),
+            xmlrpc::write_response(&Value::Struct(fail)),
+        ]);
+        let x = XenApi::new(
+            Endpoint::Unix(sock),
+            Secret::new("OpaqueRef:session"),
+            Some("OpaqueRef:task"),
+        );
         assert_eq!(x.sr_get_by_uuid("u").unwrap(), "OpaqueRef:sr1");
         let err = x.sr_get_by_uuid("bad").unwrap_err();
         assert_eq!(err.error_name(), Some("UUID_INVALID"));
         assert_eq!(SmError::from(err).code, SmCode::APIFailure);
         let seen = h.join().unwrap();
         assert!(seen[0].0.contains("Subtask-of: OpaqueRef:task"));
-        assert!(seen[0].1.contains("<methodName>SR.get_by_uuid</methodName>"));
+        assert!(
+            seen[0]
+                .1
+                .contains("<methodName>SR.get_by_uuid</methodName>")
+        );
         assert!(seen[0].1.contains("OpaqueRef:session"));
     }
 
@@ -560,12 +640,19 @@ mod tests {
         let call = xmlrpc::parse_method_call(&seen[0].1).unwrap();
         assert_eq!(call.params.len(), 20);
         assert_eq!(call.params[13], Value::Str("1073741824".into()));
-        assert_eq!(call.params[17], Value::DateTime("19700101T00:00:00Z".into()));
+        assert_eq!(
+            call.params[17],
+            Value::DateTime("19700101T00:00:00Z".into())
+        );
     }
 
     #[test]
     fn unreachable_is_api_session_error() {
-        let x = XenApi::new(Endpoint::Unix("/nonexistent/xapi".into()), Secret::new("S"), None);
+        let x = XenApi::new(
+            Endpoint::Unix("/nonexistent/xapi".into()),
+            Secret::new("S"),
+            None,
+        );
         let e = x.host_get_all().unwrap_err();
         assert_eq!(e.sm_code(), SmCode::APISession);
     }
@@ -574,7 +661,10 @@ mod tests {
     fn garbage_reply_is_protocol_error() {
         let (_d, sock, _h) = fake_xapi(vec!["<notxml".into()]);
         let x = XenApi::new(Endpoint::Unix(sock), Secret::new("S"), None);
-        assert_eq!(x.host_get_all().unwrap_err().sm_code(), SmCode::APIProtocolError);
+        assert_eq!(
+            x.host_get_all().unwrap_err().sm_code(),
+            SmCode::APIProtocolError
+        );
     }
 
     #[test]

@@ -1,0 +1,542 @@
+//! The VDI calls of a file-based SR.
+//!
+//! **Snapshot and clone** are full copies (`qemu-img convert` into a new dynamic VHD, sparse):
+//! the copy shares nothing with its source, so later writes to the source, or its deletion,
+//! never reach it. Guarantees by the source's state:
+//! - not attached, or attached read-only: nobody writes the image, so the copy is exactly the
+//!   source at the moment of the call (qemu-img takes qemu's shared read lock, which a
+//!   read-only qemu-nbd allows and a writer would refuse).
+//! - attached read-write: the image is read *through the running NBD export*, i.e. as its
+//!   server sees it, including every write acknowledged to the guest before each block is read.
+//!   The copy is identical to the source at the moment of the call when the guest does not write
+//!   during the copy (xapi quiesces or pauses a VM for a consistent snapshot); writes that race
+//!   with the copy may or may not be in it, block by block, as with a crash-consistent snapshot.
+//!
+//! **Resize** grows only. qemu-img cannot resize VHDs, and growing in place means growing the
+//! BAT, which sits in front of the data blocks and would force moving them: the same copy, with
+//! more ways to fail half-way. We create a new, larger image beside the old one, copy the data in
+//! (`qemu-img convert -n --target-is-zero`, zero blocks stay unallocated) and atomically rename
+//! it over the old one: on any failure the temporary file is removed and the VDI is untouched.
+//! The cost is proportional to the allocated data. An attached VDI is not resized (no
+//! VDI_RESIZE_ONLINE).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sm_core::driver::{Ctx, VdiCreate};
+use sm_core::errors::{SmCode, SmError, SmResult};
+use sm_core::ids::VdiUuid;
+use sm_core::response::{AttachInfo, VdiLocation};
+use sm_core::xenapi::VdiIntroduce;
+use sm_core::xmlrpc::{self, StringStyle, Value};
+
+use super::layout;
+use crate::nbd::{Cache, Export};
+use crate::vhd::{self, ImageInfo, VhdError, qemu_img};
+
+/// sm_config key/value every VDI of ours carries (as sm's file SRs).
+pub const SM_CONFIG_VDI_TYPE: (&str, &str) = ("vdi_type", "vhd");
+
+/// Which copy `copy` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyKind {
+    /// A snapshot (`is_a_snapshot`, `snapshot_of` the source).
+    Snapshot,
+    /// An independent writable clone.
+    Clone,
+}
+
+/// The location of the VDI a call is about (`vdi_location`, else the VDI uuid), checked.
+pub fn location(cx: &Ctx<'_>) -> SmResult<String> {
+    let loc = match cx.req.vdi_location.as_deref().filter(|l| !l.is_empty()) {
+        Some(l) => l.to_string(),
+        None => cx.vdi_uuid()?.to_string(),
+    };
+    layout::check_location(&loc).map(str::to_string)
+}
+
+/// The XenAPI ref of the call's VDI (`vdi_ref`, else looked up by uuid).
+pub fn vdi_ref(cx: &Ctx<'_>) -> SmResult<String> {
+    match cx
+        .req
+        .vdi_ref
+        .as_deref()
+        .filter(|r| !r.is_empty() && *r != "OpaqueRef:NULL")
+    {
+        Some(r) => Ok(r.to_string()),
+        None => Ok(cx.xapi()?.vdi_get_by_uuid(cx.vdi_uuid()?.as_str())?),
+    }
+}
+
+fn image_info(path: &Path) -> SmResult<ImageInfo> {
+    vhd::read_info(path).map_err(|e| match &e {
+        VhdError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            SmError::msg(SmCode::VDIMissing, format!("no image {}", path.display()))
+        }
+        _ => SmError::new(SmCode::VDILoad, e),
+    })
+}
+
+/// The image of the call's VDI and what it holds; fault 144 VDIMissing when it is gone.
+pub fn require_image(cx: &Ctx<'_>, dir: &Path) -> SmResult<(PathBuf, ImageInfo)> {
+    let path = layout::image_path(dir, &location(cx)?);
+    let info = image_info(&path)?;
+    Ok((path, info))
+}
+
+fn export(cx: &Ctx<'_>) -> SmResult<Export> {
+    Ok(Export::new(
+        &cx.host.paths,
+        cx.sr_uuid()?.as_str(),
+        cx.vdi_uuid()?.as_str(),
+    ))
+}
+
+/// Whether XML 1.0 can carry `s` (sm refuses names it could not store: fault 447).
+fn check_xml_legal(what: &str, s: &str) -> SmResult<()> {
+    let legal = |c: char| {
+        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+    };
+    if s.chars().all(legal) {
+        Ok(())
+    } else {
+        Err(SmError::msg(
+            SmCode::IllegalXMLChar,
+            format!("the {what} contains characters XML cannot carry"),
+        ))
+    }
+}
+
+/// Rounds a requested size up to whole 512-byte sectors and checks it against the VHD limit.
+fn checked_size(size: u64) -> SmResult<u64> {
+    let rounded = size.div_ceil(512).saturating_mul(512);
+    if size == 0 || rounded > vhd::MAX_SIZE {
+        return Err(SmError::msg(
+            SmCode::VDISize,
+            format!(
+                "{size} bytes: a VDI must be larger than 0 and at most {} bytes",
+                vhd::MAX_SIZE
+            ),
+        ));
+    }
+    Ok(rounded)
+}
+
+fn remove_quietly(p: &Path) {
+    if let Err(e) = std::fs::remove_file(p)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %p.display(), "cannot remove temporary file: {e}");
+    }
+}
+
+/// `YYYYMMDDTHH:MM:SSZ` for now, as XenAPI dates.
+fn xenapi_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn sm_config_with_type(extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut m = extra.clone();
+    m.insert(SM_CONFIG_VDI_TYPE.0.into(), SM_CONFIG_VDI_TYPE.1.into());
+    m
+}
+
+/// vdi_create: a new empty image, registered with `VDI.db_introduce`.
+pub fn create(cx: &Ctx<'_>, dir: &Path, args: &VdiCreate) -> SmResult<VdiLocation> {
+    check_xml_legal("name", &args.name_label)?;
+    check_xml_legal("description", &args.name_description)?;
+    let size = checked_size(args.size)?;
+    let uuid = match cx.req.vdi_uuid.as_deref().filter(|u| !u.is_empty()) {
+        Some(u) => VdiUuid::new(u).map_err(|e| SmError::new(SmCode::BadRequest, e))?,
+        None => VdiUuid::random(),
+    };
+    let x = cx.xapi()?;
+    let sr_ref = cx.sr_ref()?;
+    let loc = uuid.to_string();
+    let path = layout::image_path(dir, &loc);
+    if path.exists() {
+        return Err(SmError::msg(
+            SmCode::VDIExists,
+            format!("{} exists", path.display()),
+        ));
+    }
+    let tmp = layout::temp_path(dir, &loc, "create");
+    let made = qemu_img::create(cx.host.runner.as_ref(), &tmp, size)
+        .map_err(|e| SmError::new(SmCode::VDICreate, e))
+        .and_then(|()| image_info(&tmp))
+        .and_then(|info| {
+            std::fs::rename(&tmp, &path).map_err(|e| SmError::new(SmCode::VDICreate, e))?;
+            layout::sync_dir(dir);
+            Ok(info)
+        });
+    let info = match made {
+        Ok(i) => i,
+        Err(e) => {
+            remove_quietly(&tmp);
+            return Err(e);
+        }
+    };
+    let mut rec = VdiIntroduce::new(&loc, &sr_ref, &loc);
+    rec.name_label = args.name_label.clone();
+    rec.name_description = args.name_description.clone();
+    rec.ty = args.vdi_type.clone();
+    rec.read_only = args.read_only;
+    rec.sm_config = sm_config_with_type(&cx.req.vdi_sm_config);
+    rec.virtual_size = info.footer.current_size;
+    rec.physical_utilisation = info.file_size;
+    rec.metadata_of_pool = args.metadata_of_pool.clone();
+    rec.is_a_snapshot = args.is_a_snapshot;
+    rec.snapshot_time = args.snapshot_time.clone();
+    rec.snapshot_of = args.snapshot_of.clone();
+    if let Err(e) = x.vdi_db_introduce(&rec) {
+        remove_quietly(&path);
+        return Err(SmError::new(SmCode::VDICreate, e));
+    }
+    Ok(VdiLocation {
+        uuid: loc.clone(),
+        location: loc,
+    })
+}
+
+/// vdi_delete: removes the image and forgets the record. Idempotent.
+pub fn delete(cx: &Ctx<'_>, dir: &Path) -> SmResult<()> {
+    let x = cx.xapi()?;
+    if let Some(r) = export(cx)?.running() {
+        return Err(SmError::msg(
+            SmCode::VDIInUse,
+            format!("attached on this host (qemu-nbd pid {})", r.pid),
+        ));
+    }
+    let path = layout::image_path(dir, &location(cx)?);
+    match std::fs::remove_file(&path) {
+        Ok(()) => layout::sync_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(SmError::new(SmCode::VDIDelete, e)),
+    }
+    let vdi = match vdi_ref(cx) {
+        Ok(r) => r,
+        Err(e) if e.code == SmCode::APIFailure => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match x.vdi_db_forget(&vdi) {
+        Ok(()) => Ok(()),
+        Err(e) if e.error_name() == Some("HANDLE_INVALID") => Ok(()),
+        Err(e) => Err(SmError::new(SmCode::VDIDelete, e)),
+    }
+}
+
+/// Whether the filesystem holding `path` accepts O_DIRECT (tmpfs does not).
+fn supports_o_direct(path: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .is_ok()
+}
+
+/// vdi_attach: exports the image with qemu-nbd. Idempotent: an export already running returns
+/// the same answer.
+pub fn attach(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<AttachInfo> {
+    let (path, _) = require_image(cx, dir)?;
+    let e = export(cx)?;
+    let direct = supports_o_direct(&path);
+    let (o_direct, o_direct_reason) = if direct {
+        (true, String::new())
+    } else {
+        (
+            false,
+            "the SR's filesystem does not support O_DIRECT; qemu-nbd uses the page cache"
+                .to_string(),
+        )
+    };
+    match e.running() {
+        Some(r) if r.read_only && writable => {
+            return Err(SmError::msg(
+                SmCode::VDIInUse,
+                "already attached read-only on this host",
+            ));
+        }
+        Some(_) => {}
+        None => {
+            let cache = if direct {
+                Cache::Direct
+            } else {
+                Cache::Writeback
+            };
+            e.start(cx.host.runner.as_ref(), &path, !writable, cache)
+                .map_err(|err| SmError::new(SmCode::VDIUnavailable, err))?;
+        }
+    }
+    Ok(AttachInfo {
+        params: None,
+        params_nbd: e.uri(),
+        o_direct,
+        o_direct_reason,
+        xenstore_data: BTreeMap::new(),
+    })
+}
+
+/// vdi_detach: stops the export. Idempotent.
+pub fn detach(cx: &Ctx<'_>) -> SmResult<()> {
+    export(cx)?
+        .stop()
+        .map_err(|e| SmError::new(SmCode::VDIUnavailable, e))
+}
+
+/// vdi_snapshot / vdi_clone: a full, independent copy registered as a new VDI (see the module
+/// documentation for what it guarantees when the source is attached).
+pub fn copy(cx: &Ctx<'_>, dir: &Path, kind: CopyKind) -> SmResult<VdiLocation> {
+    let code = match kind {
+        CopyKind::Snapshot => SmCode::VDISnapshot,
+        CopyKind::Clone => SmCode::VDIClone,
+    };
+    let x = cx.xapi()?;
+    let sr_ref = cx.sr_ref()?;
+    let src_ref = vdi_ref(cx)?;
+    let src = x
+        .vdi_get_record(&src_ref)
+        .map_err(|e| SmError::new(code, e))?;
+    let (src_path, _) = require_image(cx, dir)?;
+    let new = VdiUuid::random().to_string();
+    let dst = layout::image_path(dir, &new);
+    let tmp = layout::temp_path(dir, &new, "copy");
+    let e = export(cx)?;
+    let source = match e.running() {
+        Some(r) if !r.read_only => qemu_img::Source::Nbd {
+            socket: &e.socket,
+            export: &e.name,
+        },
+        _ => qemu_img::Source::Vhd(&src_path),
+    };
+    let made = qemu_img::convert_to_new(cx.host.runner.as_ref(), source, &tmp)
+        .map_err(|err| SmError::new(code, err))
+        .and_then(|()| image_info(&tmp))
+        .and_then(|info| {
+            std::fs::rename(&tmp, &dst).map_err(|err| SmError::new(code, err))?;
+            layout::sync_dir(dir);
+            Ok(info)
+        });
+    let info = match made {
+        Ok(i) => i,
+        Err(err) => {
+            remove_quietly(&tmp);
+            return Err(err);
+        }
+    };
+    let mut rec = VdiIntroduce::new(&new, &sr_ref, &new);
+    rec.name_label = src.name_label.clone();
+    rec.name_description = src.name_description.clone();
+    rec.ty = if src.ty.is_empty() {
+        "user".into()
+    } else {
+        src.ty.clone()
+    };
+    rec.sm_config = sm_config_with_type(&BTreeMap::new());
+    rec.virtual_size = info.footer.current_size;
+    rec.physical_utilisation = info.file_size;
+    if kind == CopyKind::Snapshot {
+        rec.is_a_snapshot = true;
+        rec.snapshot_of = src_ref;
+        rec.snapshot_time = xenapi_now();
+        rec.read_only = false;
+    }
+    if let Err(err) = x.vdi_db_introduce(&rec) {
+        remove_quietly(&dst);
+        return Err(SmError::new(code, err));
+    }
+    Ok(VdiLocation {
+        uuid: new.clone(),
+        location: new,
+    })
+}
+
+/// vdi_resize: grows the image (see the module documentation for how).
+pub fn resize(cx: &Ctx<'_>, dir: &Path, new_size: u64) -> SmResult<VdiLocation> {
+    let size = checked_size(new_size)?;
+    let loc = location(cx)?;
+    let (path, info) = require_image(cx, dir)?;
+    let current = info.footer.current_size;
+    let uuid = cx.vdi_uuid()?.to_string();
+    if size < current {
+        return Err(SmError::msg(
+            SmCode::VDISize,
+            format!("shrinking from {current} to {size} bytes is not supported"),
+        ));
+    }
+    if let Some(r) = export(cx)?.running() {
+        return Err(SmError::msg(
+            SmCode::VDIInUse,
+            format!(
+                "attached on this host (qemu-nbd pid {}); detach to resize",
+                r.pid
+            ),
+        ));
+    }
+    if size > current {
+        let tmp = layout::temp_path(dir, &loc, "resize");
+        let runner = cx.host.runner.as_ref();
+        let grown = qemu_img::create(runner, &tmp, size)
+            .and_then(|()| qemu_img::convert_into_existing(runner, &path, &tmp))
+            .map_err(|e| SmError::new(SmCode::VDIResize, e))
+            .and_then(|()| {
+                std::fs::File::open(&tmp)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| SmError::new(SmCode::VDIResize, e))?;
+                std::fs::rename(&tmp, &path).map_err(|e| SmError::new(SmCode::VDIResize, e))?;
+                layout::sync_dir(dir);
+                Ok(())
+            });
+        if let Err(e) = grown {
+            remove_quietly(&tmp);
+            return Err(e);
+        }
+    }
+    if cx.has_session() {
+        refresh_record(cx, &path)?;
+    }
+    Ok(VdiLocation {
+        uuid,
+        location: loc,
+    })
+}
+
+/// Writes the image's sizes into the VDI record.
+fn refresh_record(cx: &Ctx<'_>, path: &Path) -> SmResult<()> {
+    let info = image_info(path)?;
+    let x = cx.xapi()?;
+    let vdi = vdi_ref(cx)?;
+    x.vdi_set_virtual_size(&vdi, info.footer.current_size)?;
+    x.vdi_set_physical_utilisation(&vdi, info.file_size)?;
+    Ok(())
+}
+
+/// vdi_update: the record's sizes from the image.
+pub fn update(cx: &Ctx<'_>, dir: &Path) -> SmResult<()> {
+    let (path, _) = require_image(cx, dir)?;
+    refresh_record(cx, &path)
+}
+
+/// vdi_introduce: registers the image at `vdi_location` under `new_uuid`.
+pub fn introduce(cx: &Ctx<'_>, dir: &Path) -> SmResult<VdiLocation> {
+    let req = cx.req;
+    let new_uuid = req
+        .new_uuid
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| SmError::msg(SmCode::BadRequest, "vdi_introduce needs new_uuid"))
+        .and_then(|u| VdiUuid::new(u).map_err(|e| SmError::new(SmCode::BadRequest, e)))?;
+    let loc = req
+        .vdi_location
+        .as_deref()
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| SmError::msg(SmCode::BadRequest, "vdi_introduce needs vdi_location"))?;
+    let loc = layout::check_location(loc)?.to_string();
+    let path = layout::image_path(dir, &loc);
+    let info = vhd::read_info(&path).map_err(|e| SmError::new(SmCode::VDILoad, e))?;
+    let x = cx.xapi()?;
+    let sr_ref = cx.sr_ref()?;
+    if let Some(other) = x
+        .vdi_records_of_sr(&sr_ref)?
+        .into_iter()
+        .find(|r| r.location == loc)
+    {
+        return Err(SmError::msg(
+            SmCode::VDIExists,
+            format!("location {loc} is already VDI {}", other.uuid),
+        ));
+    }
+    let mut rec = VdiIntroduce::new(new_uuid.as_str(), &sr_ref, &loc);
+    rec.sm_config = sm_config_with_type(&req.vdi_sm_config);
+    rec.virtual_size = info.footer.current_size;
+    rec.physical_utilisation = info.file_size;
+    x.vdi_db_introduce(&rec)
+        .map_err(|e| SmError::new(SmCode::VDICreate, e))?;
+    Ok(VdiLocation {
+        uuid: new_uuid.to_string(),
+        location: loc,
+    })
+}
+
+/// vdi_generate_config: the `vdi_attach_from_config` methodCall that attaches this VDI at boot
+/// without xapi (static-vdis runs `<plugin> <config>`; for detach it rewrites the command).
+pub fn generate_config(cx: &Ctx<'_>) -> SmResult<String> {
+    let mut m = xmlrpc::Struct::new();
+    m.insert("command".into(), Value::from("vdi_attach_from_config"));
+    m.insert(
+        "device_config".into(),
+        Value::string_map(
+            cx.dconf()
+                .as_map()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        ),
+    );
+    m.insert("sr_uuid".into(), Value::from(cx.sr_uuid()?.to_string()));
+    m.insert("vdi_uuid".into(), Value::from(cx.vdi_uuid()?.to_string()));
+    m.insert("vdi_location".into(), Value::from(location(cx)?));
+    m.insert("args".into(), Value::Array(vec![Value::from("true")]));
+    m.insert("host_ref".into(), Value::from(cx.req.host_ref.as_str()));
+    Ok(xmlrpc::write_call(
+        "vdi_attach_from_config",
+        &[Value::Struct(m)],
+        StringStyle::Typed,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_round_to_sectors_and_respect_the_limit() {
+        assert_eq!(checked_size(1).unwrap(), 512);
+        assert_eq!(checked_size(100 << 20).unwrap(), 100 << 20);
+        assert_eq!(checked_size(0).unwrap_err().code, SmCode::VDISize);
+        assert_eq!(
+            checked_size(vhd::MAX_SIZE + 1).unwrap_err().code,
+            SmCode::VDISize
+        );
+        assert_eq!(checked_size(u64::MAX).unwrap_err().code, SmCode::VDISize);
+    }
+
+    #[test]
+    fn xml_illegal_names_are_447() {
+        assert!(check_xml_legal("name", "ok name\twith tab").is_ok());
+        assert_eq!(
+            check_xml_legal("name", "bad\u{1}").unwrap_err().code,
+            SmCode::IllegalXMLChar
+        );
+    }
+
+    #[test]
+    fn xenapi_dates_have_the_xapi_shape() {
+        let d = xenapi_now();
+        assert_eq!(d.len(), 18, "{d}");
+        assert!(
+            d.starts_with("20") && d.ends_with('Z') && d.as_bytes()[8] == b'T',
+            "{d}"
+        );
+    }
+}

@@ -1,0 +1,341 @@
+//! Test doubles for whole driver calls (feature `test-utils`): a tiny XenAPI server on a Unix
+//! socket that keeps an SR and its VDI records and records every call, and loop devices for the
+//! root tests. The full xapi emulator lives in `xapi-tests`; this is only what the driver tests
+//! need.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sm_core::host::{Cmd, RunError, Runner, SystemRunner};
+use sm_core::xmlrpc::{self, MethodResponse, Struct, Value};
+
+/// The one SR the fake knows.
+pub const SR_REF: &str = "OpaqueRef:sr-0";
+
+/// What the fake holds.
+#[derive(Debug, Default)]
+pub struct State {
+    /// VDI records by ref.
+    pub vdis: BTreeMap<String, Struct>,
+    /// SR fields set through `SR.set_*` (`physical_size`, ...).
+    pub sr: BTreeMap<String, String>,
+    /// Every method called, in order.
+    pub calls: Vec<String>,
+    next: u64,
+}
+
+/// A XenAPI server for tests, answering on a Unix socket from a thread per connection.
+#[derive(Debug, Clone)]
+pub struct FakeXapi {
+    /// Where it listens (`SM_XAPI=unix:<socket>`).
+    pub socket: PathBuf,
+    state: Arc<Mutex<State>>,
+}
+
+fn ok(v: Value) -> Value {
+    let mut m = Struct::new();
+    m.insert("Status".into(), Value::from("Success"));
+    m.insert("Value".into(), v);
+    Value::Struct(m)
+}
+
+fn fail(desc: &[&str]) -> Value {
+    let mut m = Struct::new();
+    m.insert("Status".into(), Value::from("Failure"));
+    m.insert(
+        "ErrorDescription".into(),
+        Value::Array(desc.iter().map(|d| Value::from(*d)).collect()),
+    );
+    Value::Struct(m)
+}
+
+fn text(p: &[Value], i: usize) -> String {
+    p.get(i).map(Value::to_text).unwrap_or_default()
+}
+
+impl FakeXapi {
+    /// Starts a server on `socket`.
+    pub fn start(socket: &Path) -> std::io::Result<FakeXapi> {
+        let _ = std::fs::remove_file(socket);
+        let listener = UnixListener::bind(socket)?;
+        let fake = FakeXapi {
+            socket: socket.to_path_buf(),
+            state: Arc::new(Mutex::new(State::default())),
+        };
+        let server = fake.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let s = server.clone();
+                std::thread::spawn(move || s.serve(conn));
+            }
+        });
+        Ok(fake)
+    }
+
+    /// The endpoint string for `SM_XAPI`.
+    pub fn endpoint(&self) -> String {
+        format!("unix:{}", self.socket.display())
+    }
+
+    /// The state, locked.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every method called so far.
+    pub fn calls(&self) -> Vec<String> {
+        self.state().calls.clone()
+    }
+
+    /// The VDI record with this uuid, and its ref.
+    pub fn vdi(&self, uuid: &str) -> Option<(String, Struct)> {
+        self.state()
+            .vdis
+            .iter()
+            .find(|(_, r)| r.get("uuid").map(Value::to_text).as_deref() == Some(uuid))
+            .map(|(k, r)| (k.clone(), r.clone()))
+    }
+
+    /// A string field of the VDI with this uuid.
+    pub fn vdi_field(&self, uuid: &str, field: &str) -> Option<String> {
+        self.vdi(uuid)
+            .and_then(|(_, r)| r.get(field).map(Value::to_text))
+    }
+
+    /// The sm_config of the VDI with this uuid.
+    pub fn vdi_sm_config(&self, uuid: &str) -> BTreeMap<String, String> {
+        self.vdi(uuid)
+            .and_then(|(_, r)| r.get("sm_config").and_then(Value::to_string_map))
+            .unwrap_or_default()
+    }
+
+    /// Sets an sm_config key of the VDI with this uuid (another host's activation, ...).
+    pub fn set_vdi_sm_config(&self, uuid: &str, k: &str, v: &str) {
+        if let Some((r, _)) = self.vdi(uuid)
+            && let Some(Value::Struct(m)) = self
+                .state()
+                .vdis
+                .get_mut(&r)
+                .and_then(|rec| rec.get_mut("sm_config"))
+        {
+            m.insert(k.into(), Value::from(v));
+        }
+    }
+
+    fn serve(&self, conn: UnixStream) {
+        let Ok(mut w) = conn.try_clone() else { return };
+        let mut r = BufReader::new(conn);
+        loop {
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                match r.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                if line == "\r\n" || line == "\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            if r.read_exact(&mut body).is_err() {
+                return;
+            }
+            let reply = match xmlrpc::parse_method_call(&String::from_utf8_lossy(&body)) {
+                Ok(call) => self.handle(&call.name, &call.params),
+                Err(e) => fail(&["XMLRPC_UNMARSHAL_FAILURE", &e.to_string()]),
+            };
+            let doc = xmlrpc::write_response(&reply);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n",
+                doc.len()
+            );
+            if w.write_all(head.as_bytes())
+                .and_then(|()| w.write_all(doc.as_bytes()))
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    fn handle(&self, method: &str, p: &[Value]) -> Value {
+        let mut st = self.state();
+        st.calls.push(method.to_string());
+        let find_uuid = |st: &State, uuid: &str| {
+            st.vdis
+                .iter()
+                .find(|(_, r)| r.get("uuid").map(Value::to_text).as_deref() == Some(uuid))
+                .map(|(k, _)| k.clone())
+        };
+        match method {
+            "SR.get_by_uuid" => ok(Value::from(SR_REF)),
+            "SR.set_physical_size"
+            | "SR.set_physical_utilisation"
+            | "SR.set_virtual_allocation" => {
+                let field = method.trim_start_matches("SR.set_").to_string();
+                st.sr.insert(field, text(p, 2));
+                ok(Value::Nil)
+            }
+            "VDI.get_all_records_where" => ok(Value::Struct(
+                st.vdis
+                    .iter()
+                    .map(|(k, r)| (k.clone(), Value::Struct(r.clone())))
+                    .collect(),
+            )),
+            "VDI.db_introduce" => {
+                let uuid = text(p, 1);
+                if find_uuid(&st, &uuid).is_some() {
+                    return fail(&["UUID_INVALID", "VDI", &uuid]);
+                }
+                let fields = [
+                    "uuid",
+                    "name_label",
+                    "name_description",
+                    "SR",
+                    "type",
+                    "sharable",
+                    "read_only",
+                    "other_config",
+                    "location",
+                    "xenstore_data",
+                    "sm_config",
+                    "managed",
+                    "virtual_size",
+                    "physical_utilisation",
+                    "metadata_of_pool",
+                    "is_a_snapshot",
+                    "snapshot_time",
+                    "snapshot_of",
+                    "cbt_enabled",
+                ];
+                let rec: Struct = fields
+                    .iter()
+                    .zip(p.iter().skip(1))
+                    .map(|(f, v)| (f.to_string(), v.clone()))
+                    .collect();
+                st.next += 1;
+                let r = format!("OpaqueRef:vdi-{}", st.next);
+                st.vdis.insert(r.clone(), rec);
+                ok(Value::from(r))
+            }
+            "VDI.db_forget" => match st.vdis.remove(&text(p, 1)) {
+                Some(_) => ok(Value::Nil),
+                None => fail(&["HANDLE_INVALID", "VDI", &text(p, 1)]),
+            },
+            "VDI.get_by_uuid" => match find_uuid(&st, &text(p, 1)) {
+                Some(r) => ok(Value::from(r)),
+                None => fail(&["UUID_INVALID", "VDI", &text(p, 1)]),
+            },
+            _ => {
+                let r = text(p, 1);
+                let Some(rec) = st.vdis.get_mut(&r) else {
+                    return match method {
+                        "VDI.get_record"
+                        | "VDI.get_sm_config"
+                        | "VDI.add_to_sm_config"
+                        | "VDI.remove_from_sm_config"
+                        | "VDI.set_virtual_size"
+                        | "VDI.set_physical_utilisation" => fail(&["HANDLE_INVALID", "VDI", &r]),
+                        _ => fail(&["MESSAGE_METHOD_UNKNOWN", method]),
+                    };
+                };
+                let sm = match rec
+                    .entry("sm_config".into())
+                    .or_insert_with(|| Value::Struct(Struct::new()))
+                {
+                    Value::Struct(m) => m,
+                    other => {
+                        *other = Value::Struct(Struct::new());
+                        return fail(&["INTERNAL_ERROR", "sm_config was not a map"]);
+                    }
+                };
+                match method {
+                    "VDI.get_sm_config" => ok(Value::Struct(sm.clone())),
+                    "VDI.add_to_sm_config" => {
+                        let k = text(p, 2);
+                        if sm.contains_key(&k) {
+                            return fail(&["MAP_DUPLICATE_KEY", "VDI", "sm_config", &r, &k]);
+                        }
+                        sm.insert(k, Value::from(text(p, 3)));
+                        ok(Value::Nil)
+                    }
+                    "VDI.remove_from_sm_config" => {
+                        sm.remove(&text(p, 2));
+                        ok(Value::Nil)
+                    }
+                    "VDI.get_record" => ok(Value::Struct(rec.clone())),
+                    "VDI.set_virtual_size" => {
+                        rec.insert("virtual_size".into(), Value::from(text(p, 2)));
+                        ok(Value::Nil)
+                    }
+                    "VDI.set_physical_utilisation" => {
+                        rec.insert("physical_utilisation".into(), Value::from(text(p, 2)));
+                        ok(Value::Nil)
+                    }
+                    _ => fail(&["MESSAGE_METHOD_UNKNOWN", method]),
+                }
+            }
+        }
+    }
+}
+
+/// Parses a methodResponse (test helper): the value, or the fault code and string.
+pub fn response(xml: &str) -> Result<Value, (i32, String)> {
+    match xmlrpc::parse_method_response(xml) {
+        Ok(MethodResponse::Success(v)) => Ok(v),
+        Ok(MethodResponse::Fault { code, string }) => Err((code, string)),
+        Err(e) => Err((-1, format!("not a methodResponse: {e}: {xml}"))),
+    }
+}
+
+/// A loop device over a sparse file, detached when dropped (root tests).
+#[derive(Debug)]
+pub struct LoopDevice {
+    /// `/dev/loopN`.
+    pub path: PathBuf,
+    _backing: tempfile::NamedTempFile,
+}
+
+impl LoopDevice {
+    /// A new loop device of `size` bytes, backed by a file under `$SM_TEST_LOOP_DIR` (which the
+    /// CI stage cleans up after) or the system temp dir.
+    pub fn new(size: u64) -> Result<LoopDevice, RunError> {
+        let dir = std::env::var_os("SM_TEST_LOOP_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let io = |e: std::io::Error| RunError::Spawn {
+            cmd: "create loop backing file".into(),
+            reason: e.to_string(),
+        };
+        let backing = tempfile::Builder::new()
+            .prefix("xsm-loop")
+            .tempfile_in(dir)
+            .map_err(io)?;
+        backing.as_file().set_len(size).map_err(io)?;
+        let out = SystemRunner::new().run(
+            &Cmd::new("losetup")
+                .args(["--find", "--show"])
+                .arg(backing.path()),
+        )?;
+        Ok(LoopDevice {
+            path: PathBuf::from(out.stdout_str().trim()),
+            _backing: backing,
+        })
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = SystemRunner::new().run(&Cmd::new("losetup").arg("-d").arg(&self.path));
+    }
+}
