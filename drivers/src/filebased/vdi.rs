@@ -312,13 +312,13 @@ pub fn copy(cx: &Ctx<'_>, dir: &Path, kind: CopyKind) -> SmResult<VdiLocation> {
         CopyKind::Snapshot => SmCode::VDISnapshot,
         CopyKind::Clone => SmCode::VDIClone,
     };
+    let (src_path, _) = require_image(cx, dir)?;
     let x = cx.xapi()?;
     let sr_ref = cx.sr_ref()?;
     let src_ref = vdi_ref(cx)?;
     let src = x
         .vdi_get_record(&src_ref)
         .map_err(|e| SmError::new(code, e))?;
-    let (src_path, _) = require_image(cx, dir)?;
     let new = VdiUuid::random().to_string();
     let dst = layout::image_path(dir, &new);
     let tmp = layout::temp_path(dir, &new, "copy");

@@ -1,0 +1,628 @@
+//! The `file` SR driven through the real binary exactly as xapi calls it: the whole lifecycle,
+//! data checks with qemu-io / qemu-img compare, and every fault path of the driver.
+
+mod common;
+
+use common::{Call, Env, HOST_REF, member, tool};
+use sm_core::xmlrpc::Value;
+
+const SR: &str = "5e1f3c2a-8d4b-4e6f-9a0b-1c2d3e4f5a6b";
+
+fn dir(env: &Env) -> String {
+    env.path("srdir").display().to_string()
+}
+
+fn call(env: &Env, cmd: &str) -> Call {
+    Call::new(cmd).sr(SR).dconf("location", &dir(env))
+}
+
+fn create_vdi(env: &Env, size: &str) -> String {
+    let r = env.call(
+        "FileSR",
+        &call(env, "vdi_create")
+            .args(&[size, "disk", "", "", "false", "", "", "false"])
+            .field("vdi_type", "user"),
+    );
+    member(&r.ok(), "uuid")
+}
+
+fn fixture(name: &str, env: &Env, vdi: &str) -> String {
+    let vdi_ref = env.xapi.vdi(vdi).map(|(r, _)| r).unwrap_or_default();
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .replace("@DIR@", &dir(env))
+    .replace("@SR@", SR)
+    .replace("@VDIREF@", &vdi_ref)
+    .replace("@VDI@", vdi)
+}
+
+/// `nbd:unix:<socket>:exportname=<name>` -> the qemu URI.
+fn nbd_uri(params_nbd: &str) -> String {
+    let rest = params_nbd.strip_prefix("nbd:unix:").unwrap();
+    let (sock, name) = rest.rsplit_once(":exportname=").unwrap();
+    format!("nbd+unix:///{name}?socket={sock}")
+}
+
+fn image(env: &Env, vdi: &str) -> String {
+    format!("{}/{vdi}.vhd", dir(env))
+}
+
+fn write_pattern(target: &str, fmt: &str, pattern: &str) {
+    tool(
+        "qemu-io",
+        &["-f", fmt, "-c", &format!("write -P {pattern} 0 1M"), target],
+    );
+}
+
+fn has_pattern(target: &str, fmt: &str, pattern: &str) -> bool {
+    let out = tool(
+        "qemu-io",
+        &[
+            "-f",
+            fmt,
+            "-r",
+            "-U",
+            "-c",
+            &format!("read -P {pattern} 0 1M"),
+            target,
+        ],
+    );
+    !out.stdout_str().contains("Pattern verification failed")
+}
+
+fn same(a: &str, fa: &str, b: &str, fb: &str) -> bool {
+    use sm_core::host::{Cmd, Runner, SystemRunner};
+    let out = SystemRunner::new()
+        .run(
+            &Cmd::new("qemu-img")
+                .args(["compare", "-q", "-U", "-f", fa, "-F", fb, a, b])
+                .ok_codes(&[0, 1]),
+        )
+        .unwrap();
+    out.code == 0
+}
+
+#[test]
+fn lifecycle_as_xapi_calls_it() {
+    let env = Env::new();
+    // SR create + attach: the directory becomes the SR and is linked under sr-mount.
+    env.call("FileSR", &call(&env, "sr_create").args(&["0"]))
+        .ok();
+    assert!(env.path("srdir/.xsm-sr").exists());
+    env.call("FileSR", &call(&env, "sr_attach")).ok();
+    env.call("FileSR", &call(&env, "sr_attach")).ok();
+    let link = env.root.join(format!("var/run/sr-mount/{SR}"));
+    assert_eq!(std::fs::read_link(&link).unwrap(), env.path("srdir"));
+
+    // vdi_create from a literal fixture: registered through VDI.db_introduce with the exact size.
+    let r = env.exec("FileSR", [fixture("vdi_create.xml", &env, "")]);
+    let vdi = member(&r.ok(), "uuid");
+    assert_eq!(member(&r.ok(), "location"), vdi);
+    assert_eq!(
+        env.xapi.vdi_field(&vdi, "virtual_size").as_deref(),
+        Some("8388608")
+    );
+    assert_eq!(
+        env.xapi.vdi_field(&vdi, "name_label").as_deref(),
+        Some("fixture disk")
+    );
+    assert_eq!(
+        env.xapi
+            .vdi_sm_config(&vdi)
+            .get("vdi_type")
+            .map(String::as_str),
+        Some("vhd")
+    );
+
+    // epoch_begin, attach (literal fixture), activate: the order xapi uses.
+    env.call("FileSR", &call(&env, "vdi_epoch_begin").vdi(&env, &vdi))
+        .ok();
+    let a = env
+        .exec("FileSR", [fixture("vdi_attach.xml", &env, &vdi)])
+        .ok();
+    let params_nbd = member(&a, "params_nbd");
+    assert!(
+        params_nbd.starts_with("nbd:unix:") && params_nbd.ends_with(&format!(":exportname={vdi}")),
+        "{params_nbd}"
+    );
+    assert!(matches!(member(&a, "o_direct").as_str(), "0" | "1"));
+    assert_eq!(
+        a.as_struct().unwrap().get("xenstore_data"),
+        Some(&Value::Struct(Default::default()))
+    );
+    let again = env
+        .exec("FileSR", [fixture("vdi_attach.xml", &env, &vdi)])
+        .ok();
+    assert_eq!(
+        member(&again, "params_nbd"),
+        params_nbd,
+        "attach is idempotent"
+    );
+    env.call(
+        "FileSR",
+        &call(&env, "vdi_activate").args(&["true"]).vdi(&env, &vdi),
+    )
+    .ok();
+    assert_eq!(
+        env.xapi
+            .vdi_sm_config(&vdi)
+            .get(&format!("host_{HOST_REF}"))
+            .map(String::as_str),
+        Some("RW")
+    );
+    assert!(!env.xapi.vdi_sm_config(&vdi).contains_key("activating"));
+
+    // Data through the export, then a snapshot of the attached VDI.
+    let uri = nbd_uri(&params_nbd);
+    write_pattern(&uri, "raw", "0xab");
+    let s = env
+        .call(
+            "FileSR",
+            &call(&env, "vdi_snapshot")
+                .vdi(&env, &vdi)
+                .map_field("driver_params", &[]),
+        )
+        .ok();
+    let snap = member(&s, "uuid");
+    assert_eq!(
+        env.xapi.vdi_field(&snap, "is_a_snapshot").as_deref(),
+        Some("true")
+    );
+    assert!(
+        same(&uri, "raw", &image(&env, &snap), "vpc"),
+        "snapshot equals the source at that moment"
+    );
+    write_pattern(&uri, "raw", "0xcd");
+    assert!(
+        has_pattern(&image(&env, &snap), "vpc", "0xab"),
+        "later writes do not reach the snapshot"
+    );
+    assert!(!same(&uri, "raw", &image(&env, &snap), "vpc"));
+
+    // vdi_detach refuses nothing, stops the export; sr_detach refused while attached.
+    assert_eq!(env.call("FileSR", &call(&env, "sr_detach")).fault(), 16);
+    assert_eq!(
+        env.call("FileSR", &call(&env, "vdi_delete").vdi(&env, &vdi))
+            .fault(),
+        24
+    );
+    env.call("FileSR", &call(&env, "vdi_deactivate").vdi(&env, &vdi))
+        .ok();
+    assert!(
+        env.xapi
+            .vdi_sm_config(&vdi)
+            .keys()
+            .all(|k| !k.starts_with("host_"))
+    );
+    env.call("FileSR", &call(&env, "vdi_detach").vdi(&env, &vdi))
+        .ok();
+    env.call("FileSR", &call(&env, "vdi_detach").vdi(&env, &vdi))
+        .ok();
+    env.call("FileSR", &call(&env, "vdi_epoch_end").vdi(&env, &vdi))
+        .ok();
+    assert!(
+        std::fs::read_dir(env.root.join(format!("run/sm-rs/nbd/{SR}")))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+
+    // Clone of the detached VDI: identical, and independent of the source's deletion later.
+    let c = env
+        .call(
+            "FileSR",
+            &call(&env, "vdi_clone")
+                .vdi(&env, &vdi)
+                .map_field("driver_params", &[]),
+        )
+        .ok();
+    let clone = member(&c, "uuid");
+    assert!(same(&image(&env, &vdi), "vpc", &image(&env, &clone), "vpc"));
+    assert_eq!(
+        env.xapi.vdi_field(&clone, "is_a_snapshot").as_deref(),
+        Some("false")
+    );
+
+    // Resize grows, keeps the data, updates the record; shrinking is refused.
+    let r = env
+        .call(
+            "FileSR",
+            &call(&env, "vdi_resize").args(&["16777216"]).vdi(&env, &vdi),
+        )
+        .ok();
+    assert_eq!(member(&r, "uuid"), vdi);
+    assert_eq!(
+        drivers::vhd::read_info(std::path::Path::new(&image(&env, &vdi)))
+            .unwrap()
+            .footer
+            .current_size,
+        16 << 20
+    );
+    assert_eq!(
+        env.xapi.vdi_field(&vdi, "virtual_size").as_deref(),
+        Some("16777216")
+    );
+    assert!(has_pattern(&image(&env, &vdi), "vpc", "0xcd"));
+    assert!(
+        same(&image(&env, &clone), "vpc", &image(&env, &vdi), "vpc"),
+        "the grown tail reads as zeros"
+    );
+    assert_eq!(
+        env.call(
+            "FileSR",
+            &call(&env, "vdi_resize").args(&["4194304"]).vdi(&env, &vdi)
+        )
+        .fault(),
+        79
+    );
+    assert_eq!(
+        env.call(
+            "FileSR",
+            &call(&env, "vdi_resize").args(&["lots"]).vdi(&env, &vdi)
+        )
+        .fault(),
+        79
+    );
+
+    // The source goes; the snapshot and clone keep their data.
+    env.call("FileSR", &call(&env, "vdi_delete").vdi(&env, &vdi))
+        .ok();
+    assert!(env.xapi.vdi(&vdi).is_none());
+    assert!(has_pattern(&image(&env, &clone), "vpc", "0xcd"));
+    assert!(has_pattern(&image(&env, &snap), "vpc", "0xab"));
+
+    // Scan reconciles by location: a vanished file is forgotten, a new one introduced.
+    std::fs::remove_file(image(&env, &clone)).unwrap();
+    let foreign = "0f0f0f0f-1111-4222-8333-444455556666";
+    drivers::vhd::qemu_img::create(
+        &sm_core::host::SystemRunner::new(),
+        std::path::Path::new(&image(&env, foreign)),
+        4 << 20,
+    )
+    .unwrap();
+    std::fs::write(env.path("srdir/broken.vhd"), b"not a vhd").unwrap();
+    env.call("FileSR", &call(&env, "sr_scan")).ok();
+    assert!(env.xapi.vdi(&clone).is_none(), "vanished VDI forgotten");
+    assert_eq!(
+        env.xapi.vdi_field(foreign, "virtual_size").as_deref(),
+        Some("4194304")
+    );
+    let st = env.xapi.state();
+    assert_eq!(
+        st.sr.get("virtual_allocation").map(String::as_str),
+        Some(&*((8u64 << 20) + (4 << 20)).to_string())
+    );
+    assert!(
+        st.sr
+            .get("physical_size")
+            .is_some_and(|s| s.parse::<u64>().unwrap() > 0)
+    );
+    drop(st);
+    std::fs::remove_file(env.path("srdir/broken.vhd")).unwrap();
+    env.call("FileSR", &call(&env, "sr_update")).ok();
+
+    // Introduce: forget the record, then bring the file back under a new uuid.
+    let (fref, _) = env.xapi.vdi(foreign).unwrap();
+    env.xapi.state().vdis.remove(&fref);
+    let newid = "abcdefab-1111-4222-8333-444455556666";
+    let i = env
+        .call(
+            "FileSR",
+            &call(&env, "vdi_introduce")
+                .field("new_uuid", newid)
+                .field("vdi_location", foreign)
+                .map_field("vdi_sm_config", &[]),
+        )
+        .ok();
+    assert_eq!(member(&i, "uuid"), newid);
+    assert_eq!(
+        env.xapi.vdi_field(newid, "location").as_deref(),
+        Some(foreign)
+    );
+    let dup = env.call(
+        "FileSR",
+        &call(&env, "vdi_introduce")
+            .field("new_uuid", "abcdefab-1111-4222-8333-444455556667")
+            .field("vdi_location", foreign),
+    );
+    assert_eq!(dup.fault(), 43);
+
+    // vdi_update refreshes sizes; sr_probe finds the SR.
+    env.call("FileSR", &call(&env, "vdi_update").vdi(&env, newid))
+        .ok();
+    let p = env
+        .call(
+            "FileSR",
+            &Call::new("sr_probe")
+                .field("session_ref", common::SESSION)
+                .dconf("location", &dir(&env))
+                .map_field("sr_sm_config", &[]),
+        )
+        .ok();
+    let probe = p.as_str().unwrap().to_string();
+    assert!(probe.contains(&format!("<UUID>{SR}</UUID>")), "{probe}");
+
+    // sr_delete refuses while VDIs remain, then leaves nothing behind.
+    assert_eq!(env.call("FileSR", &call(&env, "sr_delete")).fault(), 39);
+    for v in [snap.as_str(), newid] {
+        env.call("FileSR", &call(&env, "vdi_delete").vdi(&env, v))
+            .ok();
+    }
+    env.call("FileSR", &call(&env, "sr_detach")).ok();
+    env.call("FileSR", &call(&env, "sr_detach")).ok();
+    assert!(!common::exists(&link));
+    env.call("FileSR", &call(&env, "sr_delete")).ok();
+    assert!(!env.path("srdir").exists());
+    env.call("FileSR", &call(&env, "sr_delete")).ok();
+    assert!(
+        env.xapi.calls().iter().all(|m| m != "session.logout"),
+        "the session is never logged out"
+    );
+}
+
+/// static-vdis: generate_config, then run the plugin with the config (no session), then the
+/// detach rewrite (`command` and methodName become vdi_detach_from_config).
+#[test]
+fn generate_config_attaches_without_xapi() {
+    let env = Env::new();
+    env.call("FileSR", &call(&env, "sr_create").args(&["0"]))
+        .ok();
+    env.call("FileSR", &call(&env, "sr_attach")).ok();
+    let vdi = create_vdi(&env, "4194304");
+    let cfg = env
+        .call("FileSR", &call(&env, "vdi_generate_config").vdi(&env, &vdi))
+        .ok();
+    let config = cfg.as_str().unwrap().to_string();
+    assert!(
+        config.contains("<methodName>vdi_attach_from_config</methodName>"),
+        "{config}"
+    );
+    assert!(!config.contains("session_ref"));
+    env.call("FileSR", &call(&env, "sr_detach")).ok();
+    let a = env.exec("FileSR", [&config]).ok();
+    assert!(member(&a, "params_nbd").starts_with("nbd:unix:"));
+    assert!(has_pattern(
+        &nbd_uri(&member(&a, "params_nbd")),
+        "raw",
+        "0x00"
+    ));
+    let detach = config.replace("vdi_attach_from_config", "vdi_detach_from_config");
+    assert_eq!(env.exec("FileSR", [&detach]).ok(), Value::Nil);
+    assert!(
+        std::fs::read_dir(env.root.join(format!("run/sm-rs/nbd/{SR}")))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}
+
+#[test]
+fn activation_conflicts_across_hosts() {
+    let env = Env::new();
+    env.call("FileSR", &call(&env, "sr_create").args(&["0"]))
+        .ok();
+    let vdi = create_vdi(&env, "1048576");
+    env.xapi
+        .set_vdi_sm_config(&vdi, "host_OpaqueRef:other-host", "RO");
+    assert_eq!(
+        env.call(
+            "FileSR",
+            &call(&env, "vdi_activate").args(&["true"]).vdi(&env, &vdi)
+        )
+        .fault(),
+        24
+    );
+    env.call(
+        "FileSR",
+        &call(&env, "vdi_activate").args(&["false"]).vdi(&env, &vdi),
+    )
+    .ok();
+    env.xapi
+        .set_vdi_sm_config(&vdi, "host_OpaqueRef:other-host", "RW");
+    env.call("FileSR", &call(&env, "vdi_deactivate").vdi(&env, &vdi))
+        .ok();
+    let r = env.call(
+        "FileSR",
+        &call(&env, "vdi_activate").args(&["false"]).vdi(&env, &vdi),
+    );
+    assert_eq!(r.fault(), 24);
+    assert!(
+        r.fault_string()
+            .starts_with("The VDI is currently in use [opterr="),
+        "{}",
+        r.fault_string()
+    );
+    // A stale `activating` key of this host (a crash) is taken over, another host's is waited on.
+    env.xapi
+        .set_vdi_sm_config(&vdi, "host_OpaqueRef:other-host", "RO");
+    env.xapi.set_vdi_sm_config(&vdi, "activating", HOST_REF);
+    env.call(
+        "FileSR",
+        &call(&env, "vdi_activate").args(&["false"]).vdi(&env, &vdi),
+    )
+    .ok();
+    assert!(!env.xapi.vdi_sm_config(&vdi).contains_key("activating"));
+}
+
+#[test]
+fn fault_paths() {
+    let env = Env::new();
+    let no_loc = Call::new("sr_create").sr(SR).args(&["0"]);
+    assert_eq!(env.call("FileSR", &no_loc).fault(), 94);
+    let rel = Call::new("sr_create")
+        .sr(SR)
+        .dconf("location", "relative/path")
+        .args(&["0"]);
+    assert_eq!(env.call("FileSR", &rel).fault(), 94);
+    // A non-empty foreign directory is not taken over.
+    std::fs::create_dir_all(env.path("busy")).unwrap();
+    std::fs::write(env.path("busy/data"), b"x").unwrap();
+    let busy = Call::new("sr_create")
+        .sr(SR)
+        .dconf("location", &env.path("busy").display().to_string())
+        .args(&["0"]);
+    assert_eq!(env.call("FileSR", &busy).fault(), 42);
+    // SR not created: VDI calls see it unavailable.
+    assert_eq!(env.call("FileSR", &call(&env, "sr_scan")).fault(), 47);
+    env.call("FileSR", &call(&env, "sr_create").args(&["0"]))
+        .ok();
+    for bad in ["0", "-1", "x", "99999999999999999999999"] {
+        let r = env.call(
+            "FileSR",
+            &call(&env, "vdi_create").args(&[bad, "", "", "", "false", "", "", "false"]),
+        );
+        assert_eq!(r.fault(), 79, "size {bad}");
+    }
+    let missing = "deadbeef-0000-4000-8000-000000000000";
+    assert_eq!(
+        env.call(
+            "FileSR",
+            &call(&env, "vdi_attach").args(&["true"]).vdi(&env, missing)
+        )
+        .fault(),
+        144
+    );
+    assert_eq!(
+        env.call("FileSR", &call(&env, "vdi_snapshot").vdi(&env, missing))
+            .fault(),
+        144
+    );
+    assert_eq!(
+        env.call(
+            "FileSR",
+            &call(&env, "vdi_attach").args(&["maybe"]).vdi(&env, missing)
+        )
+        .fault(),
+        143
+    );
+    // Unimplemented calls, unknown calls, epoch reset without VDI_RESET_ON_BOOT.
+    assert_eq!(
+        env.call("FileSR", &call(&env, "sr_content_type")).fault(),
+        38
+    );
+    assert_eq!(
+        env.call("FileSR", &call(&env, "vdi_compose").args(&["OpaqueRef:x"]))
+            .fault(),
+        38
+    );
+    let reset = call(&env, "vdi_epoch_begin")
+        .vdi(&env, missing)
+        .field("vdi_on_boot", "reset");
+    assert_eq!(env.call("FileSR", &reset).fault(), 38);
+    // A location that tries to leave the SR directory.
+    let evil = call(&env, "vdi_attach")
+        .args(&["true"])
+        .vdi(&env, missing)
+        .field("vdi_location", "../../etc/passwd");
+    assert_eq!(env.call("FileSR", &evil).fault(), 143);
+    // Control characters in device_config.
+    let ctl = Call::new("sr_attach")
+        .sr(SR)
+        .dconf("location", "/tmp/a\u{1}b");
+    assert_eq!(env.call("FileSR", &ctl).fault(), 2);
+    // No session where one is needed.
+    let nosess = Call::new("sr_scan")
+        .field("sr_uuid", SR)
+        .dconf("location", &dir(&env));
+    assert_eq!(env.call("FileSR", &nosess).fault(), 150);
+    // Names XML cannot carry.
+    let r = env.call(
+        "FileSR",
+        &call(&env, "vdi_create").args(&[
+            "1048576",
+            "bad\u{7}name",
+            "",
+            "",
+            "false",
+            "",
+            "",
+            "false",
+        ]),
+    );
+    assert_eq!(
+        r.fault(),
+        447,
+        "a name XML cannot carry is refused as sm does"
+    );
+    // Nothing was left behind by the failures.
+    assert!(
+        drivers::filebased::layout::list_images(&env.path("srdir"))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        drivers::filebased::layout::list_temp_files(&env.path("srdir"))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn protocol_faults_and_exit_status() {
+    let env = Env::new();
+    let none: [&str; 0] = [];
+    assert_eq!(env.exec("FileSR", none).fault(), 143);
+    assert_eq!(env.exec("FileSR", ["a", "b"]).fault(), 143);
+    assert_eq!(env.exec("FileSR", ["<methodCall><oops"]).fault(), 143);
+    assert_eq!(env.exec("FileSR", ["not xml at all"]).fault(), 143);
+    use std::os::unix::ffi::OsStrExt;
+    let bad_utf8 = std::ffi::OsStr::from_bytes(b"<methodCall>\xff\xfe</methodCall>");
+    assert_eq!(env.exec("FileSR", [bad_utf8]).fault(), 143);
+    let r = env.exec(
+        "NoSuchSR",
+        [std::fs::read_to_string(format!(
+            "{}/tests/fixtures/sr_get_driver_info.xml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()],
+    );
+    assert_eq!(r.fault(), 48);
+    assert!(r.stderr.is_empty(), "nothing on stderr: {}", r.stderr);
+    let log = std::fs::read_to_string(env.smlog()).unwrap();
+    assert!(
+        log.contains("SM: ["),
+        "SMlog lines carry the ident and pid: {log}"
+    );
+    assert!(!log.contains(common::SESSION));
+}
+
+#[test]
+fn driver_info_from_the_srtest_fixture() {
+    let env = Env::new();
+    let xml = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/sr_get_driver_info.xml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    for plugin in ["FileSR", "EXTSR"] {
+        let v = env.exec(plugin, [&xml]).ok();
+        for k in [
+            "name",
+            "description",
+            "vendor",
+            "copyright",
+            "driver_version",
+            "required_api_version",
+        ] {
+            assert!(!member(&v, k).is_empty(), "{plugin}: {k}");
+        }
+        let caps = v.as_struct().unwrap()["capabilities"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert!(caps > 10, "{plugin}");
+        let conf = &v.as_struct().unwrap()["configuration"].as_array().unwrap()[0];
+        assert!(!member(conf, "key").is_empty() && !member(conf, "description").is_empty());
+    }
+    assert!(
+        !env.root.join("var").exists() && !env.root.join("run").exists(),
+        "driver_info touches no host state"
+    );
+    assert!(
+        env.xapi.calls().is_empty(),
+        "driver_info makes no XenAPI call"
+    );
+}
