@@ -2,9 +2,11 @@
 //! `params_nbd = nbd:unix:<socket>:exportname=<name>`.
 //!
 //! One daemon per attached VDI, started with `--fork` (qemu-nbd returns once it listens) and
-//! `--persistent` (it outlives client disconnects), its pid in a pid file beside the socket
-//! under `/run/sm-rs/nbd/<sr_uuid>/<vdi_uuid>.{sock,pid}`. Stopping checks that the pid still
-//! belongs to qemu-nbd serving this socket before signalling it, so a recycled pid is never hit.
+//! `--persistent` (it outlives client disconnects). The socket is `/run/sm-rs/nbd/<vdi_uuid>.sock`
+//! (56 bytes, so a test root under `SM_ROOT` of up to 51 bytes still fits the kernel's 107-byte
+//! limit for Unix socket paths) and the pid file `/run/sm-rs/nbd/<sr_uuid>/<vdi_uuid>.pid`, which
+//! is how an SR's attached VDIs are listed. Stopping checks that the pid still belongs to
+//! qemu-nbd serving this socket before signalling it, so a recycled pid is never hit.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -125,10 +127,9 @@ fn read_cmdline(pid: i32) -> Option<Vec<String>> {
 impl Export {
     /// The export of VDI `vdi_uuid` in SR `sr_uuid`.
     pub fn new(paths: &Paths, sr_uuid: &str, vdi_uuid: &str) -> Export {
-        let dir = sr_dir(paths, sr_uuid);
         Export {
-            socket: dir.join(format!("{vdi_uuid}.sock")),
-            pid_file: dir.join(format!("{vdi_uuid}.pid")),
+            socket: paths.run_dir().join("nbd").join(format!("{vdi_uuid}.sock")),
+            pid_file: sr_dir(paths, sr_uuid).join(format!("{vdi_uuid}.pid")),
             name: vdi_uuid.to_string(),
         }
     }
@@ -174,7 +175,10 @@ impl Export {
         if self.socket.as_os_str().len() > MAX_SOCKET_PATH {
             return Err(NbdError::SocketPathTooLong(self.socket.clone()));
         }
-        if let Some(dir) = self.socket.parent() {
+        for dir in [self.socket.parent(), self.pid_file.parent()]
+            .into_iter()
+            .flatten()
+        {
             std::fs::create_dir_all(dir).map_err(|source| NbdError::Io {
                 path: dir.into(),
                 source,
@@ -308,7 +312,11 @@ mod tests {
 
     #[test]
     fn refuses_overlong_socket_paths() {
-        let e = Export::new(&Paths::new(format!("/tmp/{}", "x".repeat(80))), "s", "v");
+        let e = Export::new(
+            &Paths::new(format!("/tmp/{}", "x".repeat(60))),
+            "s",
+            "aaaaaaaa-2222-4333-8444-555555555555",
+        );
         let err = e
             .start(
                 &SystemRunner::new(),
