@@ -1,6 +1,7 @@
 //! Whole plugin calls, exec to exit, as xapi pays for them: `sr_get_driver_info` and
 //! `vdi_activate` on a `file` SR (the latter with a XenAPI server in this process answering its
-//! five XenAPI round trips). Also `/bin/true` as the process-spawn floor of this machine.
+//! four XenAPI round trips; each sample is a first activation: an untimed `vdi_deactivate` runs
+//! before it). Also `/bin/true` as the process-spawn floor of this machine.
 //!
 //! `cargo bench -p xsm --bench plugin_exec` (release profile). Prints min / median / p90 / max in
 //! milliseconds and writes them as JSON to `$CARGO_TARGET_DIR/xsm-bench.json` (or `target/`).
@@ -137,6 +138,7 @@ fn main() {
         ("vdi_location", vdi.as_str()),
     ]);
     let activate = call_xml("vdi_activate", &["true"], &loc, &vdi_keys);
+    let deactivate = call_xml("vdi_deactivate", &[], &loc, &vdi_keys);
     let (_, out) = exec(&link, Some(&activate), &env);
     assert!(!out.contains("<fault>"), "{out}");
 

@@ -100,7 +100,12 @@ pub fn activate(cx: &Ctx<'_>, writable: bool) -> SmResult<()> {
             ));
         }
     }
-    x.vdi_set_sm_config_key(&vdi, &mine, if writable { "RW" } else { "RO" })?;
+    let mode = if writable { "RW" } else { "RO" };
+    match sm_config.get(&mine).map(String::as_str) {
+        Some(m) if m == mode => {}
+        Some(_) => x.vdi_set_sm_config_key(&vdi, &mine, mode)?,
+        None => x.vdi_add_to_sm_config(&vdi, &mine, mode)?,
+    }
     Ok(())
 }
 
