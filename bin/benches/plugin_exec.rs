@@ -6,6 +6,7 @@
 //! `cargo bench -p xsm --bench plugin_exec` (release profile). Prints min / median / p90 / max in
 //! milliseconds and writes them as JSON to `$CARGO_TARGET_DIR/xsm-bench.json` (or `target/`).
 //! `XSM_BENCH_ITERS` sets the sample count (default 300). Goal: median under 5 ms.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed setup is a failed test
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -150,6 +151,7 @@ fn main() {
             exec(&link, Some(&info), &env).0
         }),
         measure("vdi_activate_file_sr", iters, || {
+            exec(&link, Some(&deactivate), &env);
             exec(&link, Some(&activate), &env).0
         }),
     ];

@@ -1,6 +1,7 @@
 //! Each driver's declared capabilities match what it implements: every declared capability's
 //! command is answered by the driver (anything but fault 38 when called against a fake host),
 //! and every command a capability stands for that is *not* declared answers fault 38.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed setup is a failed test
 
 use std::sync::Arc;
 

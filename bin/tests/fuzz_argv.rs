@@ -6,6 +6,7 @@
 //! Inputs are arbitrary bytes (argv cannot hold NUL) and mutations of real xapi calls, so the
 //! parser is exercised deep inside the document too. Nothing touches real storage: the host
 //! runner is a fake and paths live under a temporary root.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed setup is a failed test
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;

@@ -1,5 +1,6 @@
 //! The `file` SR driven through the real binary exactly as xapi calls it: the whole lifecycle,
 //! data checks with qemu-io / qemu-img compare, and every fault path of the driver.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed setup is a failed test
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The `ext` SR on real loop devices (root; run by xapi-tests/ci/stages/30-root-host.sh with
 //! `cargo test --workspace -- --ignored root_`). Whole calls go through `dispatch::run` with the
 //! system runner, a temporary host root and the in-test XenAPI server.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed setup is a failed test
 
 use std::ffi::OsString;
 use std::io::{Seek, SeekFrom, Write};

@@ -2,7 +2,7 @@
 //! temporary directory, a host root (`SM_ROOT`), an SMlog file, and a tiny XenAPI server.
 //! Calls are written in xapi's own shape (ocaml-rpc: untyped `<value>` strings, `<value/>` for
 //! "", no whitespace; sm-anchor §1.2), by hand, not with sm-core's serializer.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test harness: a failed setup is a failed test
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
