@@ -8,10 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use sm_core::driver::{Capability, ConfigKey, Ctx, DriverInfo};
+use sm_core::driver::{ConfigKey, Ctx, DriverInfo};
 use sm_core::errors::{SmCode, SmError, SmResult};
 
-use crate::filebased::{Backing, FileBasedSr, layout};
+use crate::filebased::{self, Backing, FileBasedSr, layout};
 
 /// The driver's contract.
 pub static INFO: DriverInfo = DriverInfo {
@@ -23,28 +23,7 @@ pub static INFO: DriverInfo = DriverInfo {
     copyright: "(C) xsm project contributors",
     driver_version: "1.0",
     required_api_version: "1.0",
-    capabilities: &[
-        Capability::SrCreate,
-        Capability::SrDelete,
-        Capability::SrAttach,
-        Capability::SrDetach,
-        Capability::SrScan,
-        Capability::SrProbe,
-        Capability::SrUpdate,
-        Capability::VdiCreate,
-        Capability::VdiDelete,
-        Capability::VdiAttach,
-        Capability::VdiDetach,
-        Capability::VdiActivate,
-        Capability::VdiDeactivate,
-        Capability::VdiClone,
-        Capability::VdiSnapshot,
-        Capability::VdiResize,
-        Capability::VdiUpdate,
-        Capability::VdiIntroduce,
-        Capability::VdiGenerateConfig,
-        Capability::ThinProvisioning,
-    ],
+    capabilities: filebased::CAPABILITIES,
     configuration: &[ConfigKey {
         key: "location",
         description: "local directory path (required)",

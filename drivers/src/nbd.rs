@@ -184,18 +184,7 @@ impl Export {
                 source,
             })?;
         }
-        for stale in [&self.socket, &self.pid_file] {
-            match std::fs::remove_file(stale) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(NbdError::Io {
-                        path: stale.clone(),
-                        source,
-                    });
-                }
-            }
-        }
+        self.remove_files()?;
         let mut cmd = Cmd::new(QEMU_NBD)
             .args(["--fork", "--persistent", "--format=vpc"])
             .arg(format!("--shared={MAX_CLIENTS}"))
@@ -228,6 +217,11 @@ impl Export {
                 }
             }
         }
+        self.remove_files()
+    }
+
+    /// Removes the socket and pid file (absent is fine).
+    fn remove_files(&self) -> Result<(), NbdError> {
         for f in [&self.socket, &self.pid_file] {
             match std::fs::remove_file(f) {
                 Ok(()) => {}

@@ -197,28 +197,7 @@ impl FakeXapi {
                 if find_uuid(&st, &uuid).is_some() {
                     return fail(&["UUID_INVALID", "VDI", &uuid]);
                 }
-                let fields = [
-                    "uuid",
-                    "name_label",
-                    "name_description",
-                    "SR",
-                    "type",
-                    "sharable",
-                    "read_only",
-                    "other_config",
-                    "location",
-                    "xenstore_data",
-                    "sm_config",
-                    "managed",
-                    "virtual_size",
-                    "physical_utilisation",
-                    "metadata_of_pool",
-                    "is_a_snapshot",
-                    "snapshot_time",
-                    "snapshot_of",
-                    "cbt_enabled",
-                ];
-                let rec: Struct = fields
+                let rec: Struct = sm_core::xenapi::DB_INTRODUCE_FIELDS
                     .iter()
                     .zip(p.iter().skip(1))
                     .map(|(f, v)| (f.to_string(), v.clone()))

@@ -69,15 +69,20 @@ impl Drop for Activating<'_> {
     }
 }
 
+/// The calling host's ref (fault 143 when xapi sent none).
+fn this_host<'a>(cx: &'a Ctx<'_>) -> SmResult<&'a str> {
+    match cx.req.host_ref.as_str() {
+        "" => Err(SmError::msg(
+            SmCode::BadRequest,
+            format!("{} needs host_ref", cx.req.command_name),
+        )),
+        h => Ok(h),
+    }
+}
+
 /// Records this host as a user of the VDI, refusing conflicting use by other hosts.
 pub fn activate(cx: &Ctx<'_>, writable: bool) -> SmResult<()> {
-    let host_ref = cx.req.host_ref.as_str();
-    if host_ref.is_empty() {
-        return Err(SmError::msg(
-            SmCode::BadRequest,
-            "vdi_activate needs host_ref",
-        ));
-    }
+    let host_ref = this_host(cx)?;
     let x = cx.xapi()?;
     let vdi = vdi_ref(cx)?;
     let _held = Activating::take(x, &vdi, host_ref)?;
@@ -111,13 +116,7 @@ pub fn activate(cx: &Ctx<'_>, writable: bool) -> SmResult<()> {
 
 /// Removes this host's use of the VDI. Idempotent.
 pub fn deactivate(cx: &Ctx<'_>) -> SmResult<()> {
-    let host_ref = cx.req.host_ref.as_str();
-    if host_ref.is_empty() {
-        return Err(SmError::msg(
-            SmCode::BadRequest,
-            "vdi_deactivate needs host_ref",
-        ));
-    }
+    let host_ref = this_host(cx)?;
     let x = cx.xapi()?;
     let vdi = vdi_ref(cx)?;
     x.vdi_remove_sm_config_key(&vdi, &host_key(host_ref))?;

@@ -11,11 +11,36 @@ pub mod vdi;
 
 use std::path::PathBuf;
 
-use sm_core::driver::{Ctx, Driver, DriverInfo, VdiCreate};
+use sm_core::driver::{Capability, Ctx, Driver, DriverInfo, VdiCreate};
 use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::response::{AttachInfo, VdiLocation};
 
 use crate::nbd;
+
+/// What every file-based SR implements (all of it in [`FileBasedSr`]); `THIN_PROVISIONING`
+/// because images are sparse.
+pub const CAPABILITIES: &[Capability] = &[
+    Capability::SrCreate,
+    Capability::SrDelete,
+    Capability::SrAttach,
+    Capability::SrDetach,
+    Capability::SrScan,
+    Capability::SrProbe,
+    Capability::SrUpdate,
+    Capability::VdiCreate,
+    Capability::VdiDelete,
+    Capability::VdiAttach,
+    Capability::VdiDetach,
+    Capability::VdiActivate,
+    Capability::VdiDeactivate,
+    Capability::VdiClone,
+    Capability::VdiSnapshot,
+    Capability::VdiResize,
+    Capability::VdiUpdate,
+    Capability::VdiIntroduce,
+    Capability::VdiGenerateConfig,
+    Capability::ThinProvisioning,
+];
 
 /// How a file-based SR's directory is provided: the SR-level calls of one SR type.
 pub trait Backing: Sync {

@@ -38,19 +38,9 @@ pub struct SmLog {
 
 fn month_day_time(secs: u64) -> String {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // civil-from-days (H. Hinnant), UTC.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let month = MONTHS.get(usize::try_from(m - 1).unwrap_or(0)).copied().unwrap_or("Jan");
-    format!("{month} {d:>2} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    let t = super::clock::Utc::from_unix(secs);
+    let month = MONTHS.get(usize::try_from(t.month.saturating_sub(1)).unwrap_or(0)).copied().unwrap_or("Jan");
+    format!("{month} {:>2} {:02}:{:02}:{:02}", t.day, t.hour, t.minute, t.second)
 }
 
 impl SmLog {

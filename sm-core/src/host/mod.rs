@@ -1,5 +1,6 @@
 //! What a driver needs from the host: the command runner, locks, SMlog, and host paths.
 
+pub mod clock;
 pub mod lock;
 pub mod log;
 pub mod paths;

@@ -150,6 +150,30 @@ impl VdiRecord {
     }
 }
 
+/// The names of `VDI.db_introduce`'s positional arguments after the session, in order (the
+/// record fields they set).
+pub const DB_INTRODUCE_FIELDS: [&str; 19] = [
+    "uuid",
+    "name_label",
+    "name_description",
+    "SR",
+    "type",
+    "sharable",
+    "read_only",
+    "other_config",
+    "location",
+    "xenstore_data",
+    "sm_config",
+    "managed",
+    "virtual_size",
+    "physical_utilisation",
+    "metadata_of_pool",
+    "is_a_snapshot",
+    "snapshot_time",
+    "snapshot_of",
+    "cbt_enabled",
+];
+
 /// Everything `VDI.db_introduce` takes (positional in XenAPI; named here).
 #[derive(Debug, Clone)]
 pub struct VdiIntroduce {
