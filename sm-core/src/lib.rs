@@ -13,6 +13,7 @@
 //! | [`driver`], [`dispatch`] | the driver trait, capabilities, the call pipeline |
 //! | [`xenapi`] | the XenAPI client for the session xapi passes |
 //! | [`host`] | the command runner, sm-compatible locks, SMlog, host paths |
+//! | [`scsi`] | SCSI over SG_IO: INQUIRY/VPD, ALUA (RTPG/STPG), persistent reservations |
 //! | [`ids`], [`secret`] | validated ids and masked secrets |
 
 pub mod dispatch;
@@ -22,6 +23,7 @@ pub mod host;
 pub mod ids;
 pub mod request;
 pub mod response;
+pub mod scsi;
 pub mod secret;
 pub mod xenapi;
 pub mod xmlrpc;

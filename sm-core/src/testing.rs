@@ -1,10 +1,15 @@
 //! Test doubles shared with other crates (feature `test-utils`): a runner that records argv and
-//! replays scripted outputs.
+//! replays scripted outputs, and a LIO-like SCSI logical unit ([`FakeLu`], [`FakeScsi`]; see
+//! [`crate::scsi::fake`]).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use crate::host::run::{Cmd, Output, RunError, Runner, check_output};
+
+pub use crate::scsi::fake::{
+    FakeLu, FakeScsi, Fault, GroupConfig, Logged, LuConfig, Nexus, PortConfig, Registration, Reply,
+};
 
 /// One scripted reply: matched by argv prefix, answered with an exit code and output.
 #[derive(Debug, Clone)]
