@@ -1,0 +1,156 @@
+//! The data path: what xapi does with an attached VDI's bytes (copy it, write an installer's
+//! boot sector or a suspend image, read them back), done with qemu-img / qemu-io on the host
+//! where the VDI is attached, reading the attach result's block device (`params`) or its NBD
+//! export (`params_nbd`, `nbd:unix:<socket>:exportname=<name>`, which qemu opens directly).
+
+use std::time::{Duration, Instant};
+
+use sm_core::xmlrpc::Value;
+
+use crate::emulator::{Emulator, OpCtx};
+use crate::error::{ApiError, ApiResult, names};
+use crate::trace::Event;
+
+/// Deadline for one data command.
+const DATA_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// What qemu should open for an attach result: `params` when it names a device, else
+/// `params_nbd`.
+pub fn target(info: &Value) -> ApiResult<String> {
+    let m = info
+        .as_struct()
+        .ok_or_else(|| ApiError::internal("attach result is not a struct"))?;
+    let get = |k: &str| m.get(k).map(Value::to_text).filter(|s| !s.is_empty());
+    get("params")
+        .or_else(|| get("params_nbd"))
+        .ok_or_else(|| ApiError::internal("attach result has neither params nor params_nbd"))
+}
+
+/// Runs a data command on `host`; returns its exit status and output, and traces it.
+fn run(
+    emu: &Emulator,
+    ctx: &OpCtx,
+    host: &str,
+    what: &str,
+    argv: Vec<String>,
+) -> ApiResult<(i32, String)> {
+    let h = emu.host(host)?;
+    let started = Instant::now();
+    let out = h
+        .exec
+        .run(&argv, None, DATA_TIMEOUT)
+        .map_err(|e| ApiError::internal(format!("{}: {e}", argv.join(" "))))?;
+    let text = format!("{}{}", out.stdout_str(), out.stderr);
+    let ok = out.code == 0 && !text.contains("verification failed");
+    emu.trace.write(&Event::Data {
+        xe: ctx.xe,
+        what: what.into(),
+        host: h.uuid.clone(),
+        detail: argv[1..].join(" "),
+        ok,
+        ms: started.elapsed().as_millis() as u64,
+    });
+    Ok((
+        if ok { 0 } else { out.code.max(1) },
+        text.trim().to_string(),
+    ))
+}
+
+/// Writes byte `pattern` over `[offset, offset+len)`.
+pub fn fill(
+    emu: &Emulator,
+    ctx: &OpCtx,
+    host: &str,
+    spec: &str,
+    pattern: u8,
+    offset: u64,
+    len: u64,
+) -> ApiResult<()> {
+    let argv = vec![
+        "qemu-io".into(),
+        "-f".into(),
+        "raw".into(),
+        "-c".into(),
+        format!("write -P {pattern} {offset} {len}"),
+        spec.into(),
+    ];
+    match run(emu, ctx, host, "fill", argv)? {
+        (0, _) => Ok(()),
+        (_, out) => Err(ApiError::internal(format!(
+            "writing to {spec} failed: {out}"
+        ))),
+    }
+}
+
+/// Whether `[offset, offset+len)` holds byte `pattern` only.
+pub fn verify(
+    emu: &Emulator,
+    ctx: &OpCtx,
+    host: &str,
+    spec: &str,
+    pattern: u8,
+    offset: u64,
+    len: u64,
+) -> ApiResult<bool> {
+    let argv = vec![
+        "qemu-io".into(),
+        "-f".into(),
+        "raw".into(),
+        "-r".into(),
+        "-c".into(),
+        format!("read -P {pattern} {offset} {len}"),
+        spec.into(),
+    ];
+    let (code, out) = run(emu, ctx, host, "verify", argv)?;
+    if code != 0 && !out.contains("verification failed") {
+        return Err(ApiError::internal(format!("reading {spec} failed: {out}")));
+    }
+    Ok(code == 0)
+}
+
+/// Copies every byte of `src` into `dst` (which must be at least as large).
+pub fn copy(emu: &Emulator, ctx: &OpCtx, host: &str, src: &str, dst: &str) -> ApiResult<()> {
+    let argv = [
+        "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", src, dst,
+    ]
+    .map(String::from)
+    .to_vec();
+    match run(emu, ctx, host, "copy", argv)? {
+        (0, _) => Ok(()),
+        (_, out) => {
+            tracing::warn!("copy {src} -> {dst} failed: {out}");
+            Err(ApiError::new(names::VDI_COPY_FAILED, Vec::<String>::new()))
+        }
+    }
+}
+
+/// Whether two images hold the same data (the shorter one's missing tail counting as zeros).
+pub fn same(emu: &Emulator, ctx: &OpCtx, host: &str, a: &str, b: &str) -> ApiResult<bool> {
+    let argv = ["qemu-img", "compare", "-f", "raw", "-F", "raw", a, b]
+        .map(String::from)
+        .to_vec();
+    match run(emu, ctx, host, "compare", argv)? {
+        (0, _) => Ok(true),
+        (1, _) => Ok(false),
+        (_, out) => Err(ApiError::internal(format!(
+            "comparing {a} and {b} failed: {out}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_prefers_the_block_device() {
+        let v = Value::string_map([
+            ("params", "/dev/sm/x"),
+            ("params_nbd", "nbd:unix:/s:exportname=e"),
+        ]);
+        assert_eq!(target(&v).unwrap(), "/dev/sm/x");
+        let v = Value::string_map([("params", ""), ("params_nbd", "nbd:unix:/s:exportname=e")]);
+        assert_eq!(target(&v).unwrap(), "nbd:unix:/s:exportname=e");
+        assert!(target(&Value::string_map([("params_nbd", "")])).is_err());
+    }
+}
