@@ -106,6 +106,16 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    fn drop(&mut self) {
+        drivers::testing::stop_exports(&self.host.paths);
+        let point = self.mount_point();
+        if drivers::ext::device::mounted_at(&point).is_some() {
+            let _ = SystemRunner::new().run(&Cmd::new("umount").arg(&point));
+        }
+    }
+}
+
 fn code(r: Result<Value, (i32, String)>) -> i32 {
     match r {
         Ok(v) => panic!("expected a fault, got {v:?}"),

@@ -226,6 +226,12 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    fn drop(&mut self) {
+        drivers::testing::stop_exports(&sm_core::host::Paths::new(&self.root));
+    }
+}
+
 /// A struct member as text.
 pub fn member(v: &Value, k: &str) -> String {
     v.as_struct()
