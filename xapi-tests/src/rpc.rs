@@ -451,7 +451,21 @@ fn operation(emu: &Emulator, method: &str, a: &[Value], session: &str) -> ApiRes
                 db.create("task", t)
             }))
         }
-        "secret.destroy" | "task.destroy" => {
+        "message.create" => {
+            full(5)?;
+            let priority = i64_at(a, 1, "priority")?;
+            r(emu.write(|db| {
+                let mut m = crate::db::Record::new();
+                m.put_s("name", s(a, 0));
+                m.put_i("priority", priority);
+                m.put_s("cls", s(a, 2));
+                m.put_s("obj_uuid", s(a, 3));
+                m.put_s("body", s(a, 4));
+                m.put_s("timestamp", crate::storage::xapi_now());
+                db.create("message", m)
+            }))
+        }
+        "secret.destroy" | "task.destroy" | "message.destroy" => {
             full(1)?;
             let class = method.split('.').next().unwrap_or("");
             emu.write(|db| db.destroy(class, &s(a, 0)).map(|_| ()))?;
@@ -589,5 +603,253 @@ fn generic(
                 Ok(Value::Nil)
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::db::Record;
+
+    fn emulator() -> (tempfile::TempDir, Emulator) {
+        let d = tempfile::tempdir().unwrap();
+        let plugins = d.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        let cfg = Config::two_local_hosts(&d.path().join("state"), &plugins, None);
+        let emu = Emulator::open(cfg, d.path().join("x.sock"), "127.0.0.1:1".into()).unwrap();
+        (d, emu)
+    }
+
+    fn sr_with_vdi(emu: &Emulator) -> (String, String) {
+        emu.write(|db| {
+            let sr = db.create("SR", Record::new())?;
+            let mut v = Record::new();
+            v.put_s("SR", &sr);
+            v.put_s("location", "loc-1");
+            let vdi = db.create("VDI", v)?;
+            Ok((sr, vdi))
+        })
+        .unwrap()
+    }
+
+    fn call(emu: &Emulator, method: &str, args: &[&str]) -> ApiResult<Value> {
+        let params: Vec<Value> = args.iter().map(|a| Value::Str(a.to_string())).collect();
+        dispatch(emu, method, &params)
+    }
+
+    #[test]
+    fn only_the_sm_session_of_the_sr_may_call_internal_setters() {
+        let (_d, emu) = emulator();
+        let (sr, vdi) = sr_with_vdi(&emu);
+        let (other_sr, _) = sr_with_vdi(&emu);
+        let user = call(&emu, "session.login_with_password", &["root", ""])
+            .unwrap()
+            .to_text();
+        let denied = ApiError::new(names::PERMISSION_DENIED, [""]);
+        assert_eq!(
+            call(&emu, "VDI.set_virtual_size", &[&user, &vdi, "42"]),
+            Err(denied.clone())
+        );
+        assert_eq!(
+            call(&emu, "SR.set_physical_size", &[&user, &sr, "42"]),
+            Err(denied.clone())
+        );
+        let sm = |sr: &str| {
+            emu.login(
+                crate::emulator::SM_USER,
+                BTreeMap::from([(SM_SESSION_KEY.to_string(), sr.to_string())]),
+            )
+        };
+        assert_eq!(
+            call(&emu, "VDI.set_virtual_size", &[&sm(&other_sr), &vdi, "42"]),
+            Err(denied)
+        );
+        call(&emu, "VDI.set_virtual_size", &[&sm(&sr), &vdi, "42"]).unwrap();
+        call(&emu, "SR.set_physical_utilisation", &[&sm(&sr), &sr, "7"]).unwrap();
+        assert_eq!(
+            call(&emu, "VDI.get_virtual_size", &[&user, &vdi]).unwrap(),
+            Value::Str("42".into())
+        );
+        call(&emu, "VDI.set_name_label", &[&user, &vdi, "renamed"]).unwrap();
+        assert_eq!(
+            call(&emu, "VDI.set_uuid", &[&user, &vdi, "x"])
+                .unwrap_err()
+                .code,
+            names::MESSAGE_METHOD_UNKNOWN
+        );
+    }
+
+    #[test]
+    fn sessions_arity_maps_and_queries() {
+        let (_d, emu) = emulator();
+        let (sr, vdi) = sr_with_vdi(&emu);
+        assert_eq!(
+            call(&emu, "VDI.get_record", &["OpaqueRef:nope", &vdi]),
+            Err(ApiError::new(names::SESSION_INVALID, ["OpaqueRef:nope"]))
+        );
+        let s = call(
+            &emu,
+            "session.login_with_password",
+            &["root", "", "2.20", "test"],
+        )
+        .unwrap()
+        .to_text();
+        assert_eq!(
+            call(&emu, "VDI.get_record", &[&s]),
+            Err(ApiError::new(
+                names::MESSAGE_PARAMETER_COUNT_MISMATCH,
+                ["VDI.get_record", "2", "1"]
+            ))
+        );
+        call(
+            &emu,
+            "VDI.add_to_sm_config",
+            &[&s, &vdi, "activating", "h1"],
+        )
+        .unwrap();
+        let dup = call(
+            &emu,
+            "VDI.add_to_sm_config",
+            &[&s, &vdi, "activating", "h2"],
+        )
+        .unwrap_err();
+        assert_eq!(dup.code, names::MAP_DUPLICATE_KEY);
+        call(&emu, "VDI.remove_from_sm_config", &[&s, &vdi, "activating"]).unwrap();
+        call(&emu, "VDI.remove_from_sm_config", &[&s, &vdi, "absent"]).unwrap();
+        let recs = call(
+            &emu,
+            "VDI.get_all_records_where",
+            &[
+                &s,
+                &format!("field \"SR\" = \"{sr}\" and field \"location\" = \"loc-1\""),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            recs.as_struct().unwrap().keys().collect::<Vec<_>>(),
+            vec![&vdi]
+        );
+        assert_eq!(
+            call(&emu, "VDI.get_by_uuid", &[&s, "no-such"])
+                .unwrap_err()
+                .code,
+            names::UUID_INVALID
+        );
+        assert_eq!(
+            call(&emu, "VDI.get_SR", &[&s, "OpaqueRef:gone"]).unwrap_err(),
+            ApiError::handle_invalid("VDI", "OpaqueRef:gone")
+        );
+        let host = emu.master().r.clone();
+        let oc = call(&emu, "host.get_other_config", &[&s, &host]).unwrap();
+        assert!(oc.to_string_map().unwrap()["iscsi_iqn"].starts_with("iqn."));
+        let m = call(&emu, "host.get_metrics", &[&s, &host])
+            .unwrap()
+            .to_text();
+        assert_eq!(
+            call(&emu, "host_metrics.get_live", &[&s, &m]).unwrap(),
+            Value::Bool(true)
+        );
+        assert_eq!(
+            call(&emu, "VM.frobnicate", &[&s]).unwrap_err().code,
+            names::MESSAGE_METHOD_UNKNOWN
+        );
+        let msg = call(
+            &emu,
+            "message.create",
+            &[&s, "POST_ATTACH_SCAN_FAILED", "2", "SR", "u", "scan failed"],
+        )
+        .unwrap();
+        assert_eq!(
+            call(&emu, "message.get_body", &[&s, &msg.to_text()]).unwrap(),
+            Value::Str("scan failed".into())
+        );
+        call(&emu, "session.logout", &[&s]).unwrap();
+        assert_eq!(
+            call(&emu, "host.get_all", &[&s]).unwrap_err().code,
+            names::SESSION_INVALID
+        );
+    }
+
+    #[test]
+    fn db_introduce_takes_nineteen_arguments_and_unique_locations() {
+        let (_d, emu) = emulator();
+        let (sr, _) = sr_with_vdi(&emu);
+        let s = emu.login("root", BTreeMap::new());
+        let args = |uuid: &str, loc: &str| -> Vec<Value> {
+            let mut a: Vec<Value> = vec![
+                Value::Str(s.clone()),
+                uuid.into(),
+                "n".into(),
+                "d".into(),
+                sr.as_str().into(),
+                "user".into(),
+            ];
+            a.extend([
+                false.into(),
+                false.into(),
+                Value::string_map::<&str, &str>([]),
+                loc.into(),
+            ]);
+            a.extend([
+                Value::string_map::<&str, &str>([]),
+                Value::string_map([("vhd-parent", "")]),
+                true.into(),
+            ]);
+            a.extend(["1048576".into(), "4096".into(), "".into(), false.into()]);
+            a.extend([
+                Value::DateTime("19700101T00:00:00Z".into()),
+                "".into(),
+                false.into(),
+            ]);
+            a
+        };
+        let u = crate::db::new_uuid();
+        let r = dispatch(&emu, "VDI.db_introduce", &args(&u, "loc-2"))
+            .unwrap()
+            .to_text();
+        assert_eq!(call(&emu, "VDI.get_uuid", &[&s, &r]).unwrap().to_text(), u);
+        assert_eq!(
+            call(&emu, "VDI.get_virtual_size", &[&s, &r]).unwrap(),
+            Value::Str("1048576".into())
+        );
+        let dup = dispatch(
+            &emu,
+            "VDI.db_introduce",
+            &args(&crate::db::new_uuid(), "loc-2"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            dup,
+            ApiError::new(names::LOCATION_NOT_UNIQUE, [sr.as_str(), "loc-2"])
+        );
+        let short = &args("x", "y")[..10];
+        assert_eq!(
+            dispatch(&emu, "VDI.db_introduce", short).unwrap_err().code,
+            names::MESSAGE_PARAMETER_COUNT_MISMATCH
+        );
+        call(&emu, "VDI.db_forget", &[&s, &r]).unwrap();
+        assert_eq!(
+            call(&emu, "VDI.get_uuid", &[&s, &r]).unwrap_err().code,
+            names::HANDLE_INVALID
+        );
+    }
+
+    #[test]
+    fn envelopes_are_xapi_s() {
+        let ok = success(Value::Str("x".into()));
+        assert_eq!(
+            ok.as_struct().unwrap()["Status"],
+            Value::Str("Success".into())
+        );
+        let f = failure(&ApiError::uuid_invalid("VM", "u"));
+        assert_eq!(
+            f.as_struct().unwrap()["ErrorDescription"],
+            Value::Array(vec![
+                Value::Str("UUID_INVALID".into()),
+                Value::Str("VM".into()),
+                Value::Str("u".into())
+            ])
+        );
     }
 }

@@ -18,6 +18,25 @@ fn setup(dir: &std::path::Path) -> Setup {
     }
 }
 
+/// Runs the file variant in a fresh directory; `prepare` may touch the work directory first.
+fn run_file(
+    prepare: impl FnOnce(&std::path::Path),
+) -> (tempfile::TempDir, std::path::PathBuf, appendix::Outcome) {
+    let d = tempfile::tempdir().unwrap();
+    let s = setup(d.path());
+    let work = d.path().join("file");
+    prepare(&work);
+    let out = appendix::run_variant(
+        &s,
+        &work,
+        &Variant::File {
+            location: work.join("sr"),
+        },
+    )
+    .unwrap();
+    (d, work, out)
+}
+
 fn assert_passed(out: &appendix::Outcome) {
     assert!(
         out.passed(),
@@ -32,17 +51,7 @@ fn assert_passed(out: &appendix::Outcome) {
 
 #[test]
 fn appendix_script_passes_on_the_file_sr() {
-    let d = tempfile::tempdir().unwrap();
-    let s = setup(d.path());
-    let work = d.path().join("file");
-    let out = appendix::run_variant(
-        &s,
-        &work,
-        &Variant::File {
-            location: work.join("sr"),
-        },
-    )
-    .unwrap();
+    let (_d, work, out) = run_file(|_| {});
     assert_passed(&out);
     let log = std::fs::read_to_string(work.join("CMDlog")).unwrap();
     assert!(log.starts_with("---START on file---\nsr-create\n"), "{log}");
@@ -60,19 +69,10 @@ fn appendix_script_passes_on_the_file_sr() {
 
 #[test]
 fn a_failing_xe_command_fails_the_run() {
-    let d = tempfile::tempdir().unwrap();
-    let s = setup(d.path());
-    let work = d.path().join("file");
-    std::fs::create_dir_all(work.join("sr")).unwrap();
-    std::fs::write(work.join("sr/occupied"), "not an SR").unwrap();
-    let out = appendix::run_variant(
-        &s,
-        &work,
-        &Variant::File {
-            location: work.join("sr"),
-        },
-    )
-    .unwrap();
+    let (_d, _work, out) = run_file(|work| {
+        std::fs::create_dir_all(work.join("sr")).unwrap();
+        std::fs::write(work.join("sr/occupied"), "not an SR").unwrap();
+    });
     assert!(!out.passed());
     assert!(
         out.problems

@@ -101,6 +101,39 @@ fn op<T>(
     Ok(out?)
 }
 
+/// An operation on one object: `(class, XenAPI operation name, function)`.
+type UuidOp = (
+    &'static str,
+    &'static str,
+    fn(&Emulator, &OpCtx, &str) -> ApiResult<()>,
+);
+
+/// A command that names one object by `uuid=` and runs one operation on it with no output.
+fn on_uuid(
+    emu: &Emulator,
+    p: &Params,
+    session: &str,
+    xe: u64,
+    (class, name, f): UuidOp,
+) -> CliResult<String> {
+    let r = by_uuid(emu, class, p.req("uuid")?)?;
+    op(emu, name, session, xe, |ctx| {
+        f(emu, ctx, &r).map(|_| String::new())
+    })
+}
+
+/// `xe` commands that are one operation on the object named by `uuid=`.
+const UUID_OPS: &[(&str, UuidOp)] = &[
+    ("sr-destroy", ("SR", "SR.destroy", sr::destroy)),
+    ("sr-scan", ("SR", "SR.scan", sr::scan)),
+    ("sr-update", ("SR", "SR.update", sr::update)),
+    ("pbd-plug", ("PBD", "PBD.plug", sr::pbd_plug)),
+    ("pbd-unplug", ("PBD", "PBD.unplug", sr::pbd_unplug)),
+    ("vdi-destroy", ("VDI", "VDI.destroy", vdi::destroy)),
+    ("vbd-plug", ("VBD", "VBD.plug", vm::vbd_plug)),
+    ("vbd-unplug", ("VBD", "VBD.unplug", vm::vbd_unplug)),
+];
+
 /// Runs one parsed command; returns its stdout.
 pub fn dispatch(emu: &Emulator, p: &Params, session: &str, xe: u64) -> CliResult<String> {
     let cmd = p.cmd.as_str();
@@ -144,6 +177,9 @@ pub fn dispatch(emu: &Emulator, p: &Params, session: &str, xe: u64) -> CliResult
         return emu
             .read(|db| Ok(records::list(db, "vm", &q)))
             .map_err(CliError::Api)?;
+    }
+    if let Some((_, spec)) = UUID_OPS.iter().find(|(c, _)| *c == cmd) {
+        return on_uuid(emu, p, session, xe, *spec);
     }
     let run = |name: &str, f: &dyn Fn(&OpCtx) -> ApiResult<String>| op(emu, name, session, xe, f);
     match cmd {
@@ -189,24 +225,6 @@ pub fn dispatch(emu: &Emulator, p: &Params, session: &str, xe: u64) -> CliResult
             sr::forget(emu, &by_uuid(emu, "SR", p.req("uuid")?)?)?;
             Ok(String::new())
         }
-        "sr-destroy" => {
-            let r = by_uuid(emu, "SR", p.req("uuid")?)?;
-            run("SR.destroy", &|ctx| {
-                sr::destroy(emu, ctx, &r).map(|_| String::new())
-            })
-        }
-        "sr-scan" => {
-            let r = by_uuid(emu, "SR", p.req("uuid")?)?;
-            run("SR.scan", &|ctx| {
-                sr::scan(emu, ctx, &r).map(|_| String::new())
-            })
-        }
-        "sr-update" => {
-            let r = by_uuid(emu, "SR", p.req("uuid")?)?;
-            run("SR.update", &|ctx| {
-                sr::update(emu, ctx, &r).map(|_| String::new())
-            })
-        }
         "sr-probe" => {
             let host = host_or_master(emu, p, "host-uuid")?;
             let (dc, sm, ty) = (
@@ -229,18 +247,6 @@ pub fn dispatch(emu: &Emulator, p: &Params, session: &str, xe: u64) -> CliResult
                 &p.map("other-config"),
             )?;
             Ok(line(uuid_of(emu, "PBD", &r)?))
-        }
-        "pbd-plug" | "pbd-unplug" => {
-            let r = by_uuid(emu, "PBD", p.req("uuid")?)?;
-            let plug = cmd == "pbd-plug";
-            run(if plug { "PBD.plug" } else { "PBD.unplug" }, &|ctx| {
-                if plug {
-                    sr::pbd_plug(emu, ctx, &r)
-                } else {
-                    sr::pbd_unplug(emu, ctx, &r)
-                }
-                .map(|_| String::new())
-            })
         }
         "pbd-destroy" => {
             sr::pbd_destroy(emu, &by_uuid(emu, "PBD", p.req("uuid")?)?)?;
@@ -267,12 +273,6 @@ pub fn dispatch(emu: &Emulator, p: &Params, session: &str, xe: u64) -> CliResult
                 vdi::create(emu, ctx, &c)
                     .and_then(|r| uuid_of(emu, "VDI", &r))
                     .map(line)
-            })
-        }
-        "vdi-destroy" => {
-            let r = by_uuid(emu, "VDI", p.req("uuid")?)?;
-            run("VDI.destroy", &|ctx| {
-                vdi::destroy(emu, ctx, &r).map(|_| String::new())
             })
         }
         "vdi-forget" => {
@@ -339,18 +339,6 @@ pub fn dispatch(emu: &Emulator, p: &Params, session: &str, xe: u64) -> CliResult
             };
             let r = vm::vbd_create(emu, &c)?;
             Ok(line(uuid_of(emu, "VBD", &r)?))
-        }
-        "vbd-plug" | "vbd-unplug" => {
-            let r = by_uuid(emu, "VBD", p.req("uuid")?)?;
-            let plug = cmd == "vbd-plug";
-            run(if plug { "VBD.plug" } else { "VBD.unplug" }, &|ctx| {
-                if plug {
-                    vm::vbd_plug(emu, ctx, &r)
-                } else {
-                    vm::vbd_unplug(emu, ctx, &r)
-                }
-                .map(|_| String::new())
-            })
         }
         "vbd-destroy" => {
             vm::vbd_destroy(emu, &by_uuid(emu, "VBD", p.req("uuid")?)?)?;

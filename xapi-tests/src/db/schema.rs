@@ -271,6 +271,16 @@ const TASK: &[Field] = &[
     f("other_config", Map, Rw),
 ];
 
+const MESSAGE: &[Field] = &[
+    f("uuid", Str, Ro),
+    f("name", Str, Ro),
+    f("priority", Int, Ro),
+    f("cls", Str, Ro),
+    f("obj_uuid", Str, Ro),
+    f("timestamp", DateTime, Ro),
+    f("body", Str, Ro),
+];
+
 /// Every class of the database.
 pub static CLASSES: &[Class] = &[
     Class {
@@ -363,6 +373,11 @@ pub static CLASSES: &[Class] = &[
     Class {
         name: "task",
         fields: TASK,
+        reverse: &[],
+    },
+    Class {
+        name: "message",
+        fields: MESSAGE,
         reverse: &[],
     },
 ];

@@ -56,6 +56,20 @@ fn run(
     ))
 }
 
+/// `qemu-io -f raw [-r] -c "<op> -P <pattern> <offset> <len>" <spec>`.
+fn qemu_io(op: &str, pattern: u8, offset: u64, len: u64, spec: &str) -> Vec<String> {
+    let mut argv = vec!["qemu-io".to_string(), "-f".into(), "raw".into()];
+    if op == "read" {
+        argv.push("-r".into());
+    }
+    argv.extend([
+        "-c".to_string(),
+        format!("{op} -P {pattern} {offset} {len}"),
+        spec.to_string(),
+    ]);
+    argv
+}
+
 /// Writes byte `pattern` over `[offset, offset+len)`.
 pub fn fill(
     emu: &Emulator,
@@ -66,15 +80,13 @@ pub fn fill(
     offset: u64,
     len: u64,
 ) -> ApiResult<()> {
-    let argv = vec![
-        "qemu-io".into(),
-        "-f".into(),
-        "raw".into(),
-        "-c".into(),
-        format!("write -P {pattern} {offset} {len}"),
-        spec.into(),
-    ];
-    match run(emu, ctx, host, "fill", argv)? {
+    match run(
+        emu,
+        ctx,
+        host,
+        "fill",
+        qemu_io("write", pattern, offset, len, spec),
+    )? {
         (0, _) => Ok(()),
         (_, out) => Err(ApiError::internal(format!(
             "writing to {spec} failed: {out}"
@@ -92,16 +104,13 @@ pub fn verify(
     offset: u64,
     len: u64,
 ) -> ApiResult<bool> {
-    let argv = vec![
-        "qemu-io".into(),
-        "-f".into(),
-        "raw".into(),
-        "-r".into(),
-        "-c".into(),
-        format!("read -P {pattern} {offset} {len}"),
-        spec.into(),
-    ];
-    let (code, out) = run(emu, ctx, host, "verify", argv)?;
+    let (code, out) = run(
+        emu,
+        ctx,
+        host,
+        "verify",
+        qemu_io("read", pattern, offset, len, spec),
+    )?;
     if code != 0 && !out.contains("verification failed") {
         return Err(ApiError::internal(format!("reading {spec} failed: {out}")));
     }

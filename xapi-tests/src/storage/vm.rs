@@ -519,42 +519,34 @@ pub fn migrate(emu: &Emulator, ctx: &OpCtx, vm: &str, target: &str) -> ApiResult
         Ok((rec.s("resident_on"), rec.i("domid"), disks(db, vm)?))
     })?;
     let new = emu.read(|db| Ok(next_domid(db)))?;
-    let dps = &emu.datapaths;
     let plugged: Vec<_> = emu.read(|db| {
         Ok(ds
             .into_iter()
             .filter(|(vbd, _, _, _)| db.get("VBD", vbd).is_ok_and(|v| v.b("currently_attached")))
             .collect())
     })?;
-    for (_, u, v, rw) in &plugged {
-        dps.set(
-            emu,
-            ctx,
-            target,
-            v,
-            &dp_name(u, new),
-            Some(DpState::Attached { rw: *rw }),
-        )?;
-    }
-    for (_, u, v, rw) in &plugged {
-        dps.set(
-            emu,
-            ctx,
-            &source,
-            v,
-            &dp_name(u, old),
-            Some(DpState::Attached { rw: *rw }),
-        )?;
-    }
-    for (_, u, v, rw) in &plugged {
-        dps.set(
-            emu,
-            ctx,
-            target,
-            v,
-            &dp_name(u, new),
-            Some(DpState::Activated { rw: *rw }),
-        )?;
+    // One phase: every plugged disk's datapath for domain `dom` on `host` set to `state`.
+    let phase = |host: &str, dom: i64, state: fn(bool) -> Option<DpState>| -> ApiResult<()> {
+        for (_, u, v, rw) in &plugged {
+            emu.datapaths
+                .set(emu, ctx, host, v, &dp_name(u, dom), state(*rw))?;
+        }
+        Ok(())
+    };
+    let attached = |rw| Some(DpState::Attached { rw });
+    let activated = |rw| Some(DpState::Activated { rw });
+    let moved = phase(target, new, attached)
+        .and_then(|_| phase(&source, old, attached))
+        .and_then(|_| phase(target, new, activated));
+    if let Err(e) = moved {
+        let undo = phase(target, new, |_| None).and_then(|_| phase(&source, old, activated));
+        if let Err(u) = undo {
+            tracing::warn!(
+                vm,
+                "after a failed migration ({e}), restoring the source failed too: {u}"
+            );
+        }
+        return Err(e);
     }
     emu.write(|db| {
         let rec = db.get_mut("VM", vm)?;
@@ -562,10 +554,7 @@ pub fn migrate(emu: &Emulator, ctx: &OpCtx, vm: &str, target: &str) -> ApiResult
         rec.put_i("domid", new);
         Ok(())
     })?;
-    for (_, u, v, _) in &plugged {
-        dps.set(emu, ctx, &source, v, &dp_name(u, old), None)?;
-    }
-    Ok(())
+    phase(&source, old, |_| None)
 }
 
 fn copy_vm_record(db: &mut Db, vm: &str, name: &str) -> ApiResult<String> {
