@@ -289,3 +289,108 @@ fn cross_host_migration_follows_appendix_a_and_exclusion_is_real() {
         "only the refused start deviates"
     );
 }
+
+/// A runner for the in-process lab agent that records what it ran.
+struct Recording(
+    sm_core::host::SystemRunner,
+    std::sync::Mutex<Vec<Vec<String>>>,
+);
+
+impl sm_core::host::Runner for Recording {
+    fn run(
+        &self,
+        cmd: &sm_core::host::Cmd,
+    ) -> Result<sm_core::host::Output, sm_core::host::RunError> {
+        self.1.lock().unwrap().push(cmd.masked_argv());
+        self.0.run(cmd)
+    }
+}
+
+#[test]
+fn a_host_behind_the_lab_agent_runs_plugins_there_and_calls_back_over_tcp() {
+    let agent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let agent_addr = agent.local_addr().unwrap().to_string();
+    let rec = std::sync::Arc::new(Recording(
+        sm_core::host::SystemRunner::new(),
+        std::sync::Mutex::new(Vec::new()),
+    ));
+    let runner: std::sync::Arc<dyn sm_core::host::Runner> = rec.clone();
+    std::thread::spawn(move || xapi_tests::lab::agent::serve(agent, runner));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = common::install(dir.path());
+    let b_plugins = host_b_plugins(dir.path());
+    let p = Pool::start_with(dir, plugins, |c| {
+        c.tcp_listen = format!("127.0.0.1:{port}");
+        c.hosts[1].exec = xapi_tests::config::Exec::Agent {
+            addr: agent_addr.clone(),
+        };
+        c.hosts[1].plugin_dir = b_plugins.display().to_string();
+        c.hosts[1].xapi_endpoint = Some(format!("tcp:127.0.0.1:{port}"));
+    });
+    let sr = p.file_sr("sr", true);
+    p.set_default_sr(&sr);
+    let vm = p.xe_ok(&[
+        "vm-install",
+        "template=Debian Sarge 3.1",
+        "new-name-label=V",
+    ]);
+    p.xe_ok(&["vm-start", &format!("uuid={vm}")]);
+    let b = p.host_names()[1].clone();
+    p.xe_ok(&["vm-migrate", &format!("uuid={vm}"), &format!("host={b}")]);
+    let on_b: Vec<String> = p
+        .last_calls()
+        .iter()
+        .filter(|c| c.host_name == b)
+        .map(|c| c.command.clone())
+        .collect();
+    assert_eq!(
+        on_b,
+        ["vdi_attach", "vdi_attach", "vdi_activate", "vdi_activate"]
+    );
+
+    let ran = rec.1.lock().unwrap().clone();
+    let plugin = format!("{}/FileSR", b_plugins.display());
+    let through_agent: Vec<&Vec<String>> =
+        ran.iter().filter(|argv| argv.contains(&plugin)).collect();
+    let commands: Vec<&str> = through_agent
+        .iter()
+        .filter_map(|a| a.last())
+        .filter_map(|xml| xml.split("<methodName>").nth(1)?.split('<').next())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "sr_attach",
+            "vdi_attach",
+            "vdi_attach",
+            "vdi_activate",
+            "vdi_activate"
+        ],
+        "host B's calls ran through the agent (sr_get_driver_info runs on the master)"
+    );
+    assert!(
+        through_agent
+            .iter()
+            .all(|a| a.contains(&format!("SM_XAPI=tcp:127.0.0.1:{port}")))
+    );
+    let disk = p.xe_ok(&[
+        "vbd-list",
+        &format!("vm-uuid={vm}"),
+        "userdevice=0",
+        "params=vdi-uuid",
+        "--minimal",
+    ]);
+    let sm_config = p.xenapi().vdi_get_sm_config(&p.r("VDI", &disk)).unwrap();
+    let b_ref = p.emu().hosts()[1].r.clone();
+    assert_eq!(
+        sm_config.get(&format!("host_{b_ref}")).map(String::as_str),
+        Some("RW"),
+        "host B's plugin called back over TCP: {sm_config:?}"
+    );
+}
