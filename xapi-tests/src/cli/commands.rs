@@ -39,6 +39,13 @@ fn host_or_master(emu: &Emulator, p: &Params, key: &str) -> ApiResult<String> {
     })
 }
 
+/// The host named by `on=` (uuid or name), if any.
+fn on_host(emu: &Emulator, p: &Params) -> ApiResult<Option<String>> {
+    p.kv.get("on")
+        .map(|h| emu.read(|db| host_ref(db, h)))
+        .transpose()
+}
+
 /// The VM a command names: `uuid=`, `vm=` (uuid or name) or `name-label=`.
 fn vm_ref(emu: &Emulator, p: &Params) -> CliResult<String> {
     let found = emu.read(|db| {
@@ -379,10 +386,7 @@ pub fn dispatch(emu: &Emulator, p: &Params, session: &str, xe: u64) -> CliResult
         }
         "vm-start" => {
             let r = vm_ref(emu, p)?;
-            let host = match p.kv.get("on") {
-                Some(h) => Some(emu.read(|db| host_ref(db, h))?),
-                None => None,
-            };
+            let host = on_host(emu, p)?;
             run("VM.start", &|ctx| {
                 vm::start(emu, ctx, &r, host.as_deref()).map(|_| String::new())
             })
@@ -406,10 +410,7 @@ pub fn dispatch(emu: &Emulator, p: &Params, session: &str, xe: u64) -> CliResult
         }
         "vm-resume" => {
             let r = vm_ref(emu, p)?;
-            let host = match p.kv.get("on") {
-                Some(h) => Some(emu.read(|db| host_ref(db, h))?),
-                None => None,
-            };
+            let host = on_host(emu, p)?;
             run("VM.resume", &|ctx| {
                 vm::resume(emu, ctx, &r, host.as_deref()).map(|_| String::new())
             })
