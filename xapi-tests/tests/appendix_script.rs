@@ -112,6 +112,7 @@ fn root_appendix_script_passes_on_a_loop_device() {
             types: vec!["lvm".into(), "ext".into()],
         },
     );
+    appendix::release_device(&dev);
     let detached = r.run(
         &Cmd::new("losetup")
             .args(["-d", &dev])

@@ -86,6 +86,34 @@ pub fn install_plugins(repo: &Path, xsm: &Path, dest: &Path) -> Result<PathBuf, 
     Ok(dest.join("opt/xensource/sm"))
 }
 
+/// Unmounts whatever is still mounted from `device` (a failed run can leave an SR attached) so
+/// that the loop device can be detached. Returns the mount points it unmounted.
+pub fn release_device(device: &str) -> Vec<String> {
+    let runner = SystemRunner::new();
+    let found = runner
+        .run(
+            &Cmd::new("findmnt")
+                .args(["-n", "-o", "TARGET", "-S", device])
+                .ok_codes(&[0, 1]),
+        )
+        .map(|o| o.stdout_str())
+        .unwrap_or_default();
+    let mut done = Vec::new();
+    for point in found.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if runner
+            .run(
+                &Cmd::new("umount")
+                    .arg(point)
+                    .timeout(Duration::from_secs(60)),
+            )
+            .is_ok()
+        {
+            done.push(point.to_string());
+        }
+    }
+    done
+}
+
 /// Starts an emulator in `work/state`, runs the script variant with `xe` on PATH, stops the
 /// emulator and checks everything.
 pub fn run_variant(setup: &Setup, work: &Path, variant: &Variant) -> Result<Outcome, RunError> {

@@ -195,6 +195,11 @@ fn main() -> ExitCode {
                         ok = false;
                     }
                 }
+                for point in appendix::release_device(&dev) {
+                    say(&format!(
+                        "unmounted {point}, left mounted by the failed run"
+                    ));
+                }
                 if let Err(e) = run(Cmd::new("losetup").args(["-d", &dev])) {
                     say(&format!("warning: losetup -d {dev}: {e}"));
                 }
