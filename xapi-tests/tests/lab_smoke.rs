@@ -546,6 +546,112 @@ fn lab_io_continues_while_a_portal_is_down() {
 }
 
 #[test]
+#[ignore = "lab"]
+fn lab_pr_out_without_pr_dirs_fails_yet_applies() {
+    let Some(lab) = Lab::from_env() else { return };
+    let lun = 0;
+    let (_, _, p1, _) = host_a_paths(&lab, lun);
+    let dev = format!("/dev/{p1}");
+    lab.array().set_pr_dirs(false).unwrap();
+    let register =
+        Cmd::new("sg_persist").args(["--out", "--register", "--param-sark=0xb2", dev.as_str()]);
+    let err = lab
+        .run(&register)
+        .expect_err("LIO reports the PR OUT as failed without its PR directory");
+    assert!(
+        error_chain(&err).contains("not ready"),
+        "{}",
+        error_chain(&err)
+    );
+    let view = lab.array().pr_view(lun).unwrap();
+    assert_eq!(
+        view.keys(),
+        vec![0xb2],
+        "yet the registration took effect: {view:?}"
+    );
+    let keys = run(&lab, &["sg_persist", "--in", "--read-keys", &dev]);
+    assert!(keys.contains("0xb2"), "{keys}");
+
+    lab.array().set_pr_dirs(true).unwrap();
+    run(
+        &lab,
+        &[
+            "sg_persist",
+            "--out",
+            "--register",
+            "--param-rk=0xb2",
+            "--param-sark=0",
+            &dev,
+        ],
+    );
+    assert!(
+        lab.array().pr_view(lun).unwrap().registrations.is_empty(),
+        "unregistered"
+    );
+}
+
+#[test]
+#[ignore = "lab"]
+fn lab_lun_added_on_the_array_gets_a_map_then_goes_away() {
+    let Some(lab) = Lab::from_env() else { return };
+    let lun = lab.array().add_lun(64).unwrap();
+    assert!(lun as usize >= lab.luns().len(), "a new LUN number: {lun}");
+    run(&lab, &["iscsiadm", "-m", "session", "--rescan"]);
+    let mut found = (String::new(), Vec::<String>::new());
+    wait_until(60, "host A to map the new LUN", || {
+        let _ = lab.run(&Cmd::new("udevadm").args(["settle", "--timeout=10"]));
+        let paths = run(&lab, &["multipathd", "show", "paths", "format", "%d %w %i"]);
+        let mine: Vec<(&str, &str)> = paths
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 3 && f[2].ends_with(&format!(":{lun}"))).then(|| (f[0], f[1]))
+            })
+            .collect();
+        if mine.len() != 2 || mine[0].1 != mine[1].1 {
+            return Err(format!("paths of LUN {lun}: {mine:?}"));
+        }
+        found = (
+            mine[0].1.to_string(),
+            mine.iter().map(|p| p.0.to_string()).collect(),
+        );
+        let groups = groups_of(
+            &run(&lab, &["multipathd", "show", "maps", "json"]),
+            &found.0,
+        )?;
+        if groups.len() == 2 && groups.iter().all(|g| g.paths.len() == 1) {
+            Ok(())
+        } else {
+            Err(format!("groups {groups:?}"))
+        }
+    });
+    let (wwid, devs) = found;
+    assert!(
+        lab.luns().iter().all(|l| l.wwid != wwid),
+        "a WWID of its own: {wwid}"
+    );
+    let size = run(
+        &lab,
+        &["blockdev", "--getsize64", &format!("/dev/mapper/{wwid}")],
+    );
+    assert_eq!(size.trim(), (64u64 << 20).to_string());
+
+    run(&lab, &["multipath", "-f", &wwid]);
+    for d in &devs {
+        std::fs::write(format!("/sys/block/{d}/device/delete"), "1").unwrap();
+    }
+    lab.array().remove_lun(lun).unwrap();
+    assert!(
+        lab.array().alua_states(lun).is_err(),
+        "the array no longer has LUN {lun}"
+    );
+    run(&lab, &["iscsiadm", "-m", "session", "--rescan"]);
+    let _ = lab.run(&Cmd::new("udevadm").args(["settle", "--timeout=10"]));
+    let left = run(&lab, &["multipathd", "show", "maps", "format", "%w"]);
+    assert!(!left.contains(&wwid), "map gone: {left}");
+}
+
+#[test]
 #[ignore = "lab2"]
 fn lab2_hosts_have_their_own_kernels() {
     let Some(lab) = Lab::from_env() else { return };
