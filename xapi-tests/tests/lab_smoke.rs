@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sm_core::host::run::Cmd;
-use xapi_tests::lab::{AgentRequest, AluaState, HostLunDesc, Lab, PrType, error_chain};
+use xapi_tests::lab::{AccessState, AgentRequest, HostLunDesc, Lab, PrType, error_chain};
 
 /// Runs argv on host A and returns stdout; panics with the whole error otherwise.
 fn run(lab: &Lab, argv: &[&str]) -> String {
@@ -259,8 +259,8 @@ fn lab_stpg_is_seen_by_rtpg_the_kernel_and_multipathd() {
     assert_eq!(
         lab.array().alua_states(lun).unwrap(),
         vec![
-            (1, AluaState::ActiveNonOptimized),
-            (2, AluaState::ActiveOptimized)
+            (1, AccessState::ActiveNonOptimized),
+            (2, AccessState::ActiveOptimized)
         ],
         "the array's own view"
     );
@@ -283,10 +283,10 @@ fn lab_stpg_is_seen_by_rtpg_the_kernel_and_multipathd() {
 
     // Implicit ALUA: the array's administrator moves it back; hosts learn from a unit attention.
     lab.array()
-        .set_alua_state(1, AluaState::ActiveOptimized, lun)
+        .set_alua_state(1, AccessState::ActiveOptimized, lun)
         .unwrap();
     lab.array()
-        .set_alua_state(2, AluaState::ActiveNonOptimized, lun)
+        .set_alua_state(2, AccessState::ActiveNonOptimized, lun)
         .unwrap();
     wait_until(
         30,

@@ -2,10 +2,10 @@
 //! of persistent reservations, LUNs. Every call runs the guest's `lab-array` script through
 //! sm-core's runner; the PR view is parsed from LIO's configfs text.
 
-use std::fmt;
 use std::time::Duration;
 
 use sm_core::host::run::{Cmd, Runner};
+use sm_core::scsi::{AccessState, PrType};
 
 use super::LabError;
 
@@ -15,101 +15,17 @@ pub const LAB_ARRAY: &str = "lab-array";
 /// Deadline of an array helper call (`reset` waits for the hosts' paths).
 const ARRAY_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// An ALUA asymmetric access state (SPC-4 6.37, the codes RTPG reports).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AluaState {
-    /// Active/optimized (0).
-    ActiveOptimized,
-    /// Active/non-optimized (1).
-    ActiveNonOptimized,
-    /// Standby (2).
-    Standby,
-    /// Unavailable (3).
-    Unavailable,
-    /// Transitioning (0xf).
-    Transitioning,
-}
-
-impl AluaState {
-    /// The SPC code.
-    pub fn code(self) -> u8 {
-        match self {
-            AluaState::ActiveOptimized => 0,
-            AluaState::ActiveNonOptimized => 1,
-            AluaState::Standby => 2,
-            AluaState::Unavailable => 3,
-            AluaState::Transitioning => 15,
-        }
-    }
-
-    /// The state with SPC code `code`.
-    pub fn from_code(code: u8) -> Option<AluaState> {
-        Some(match code {
-            0 => AluaState::ActiveOptimized,
-            1 => AluaState::ActiveNonOptimized,
-            2 => AluaState::Standby,
-            3 => AluaState::Unavailable,
-            15 => AluaState::Transitioning,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for AluaState {
-    /// The kernel's spelling (`/sys/block/sdX/device/access_state`).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AluaState::ActiveOptimized => "active/optimized",
-            AluaState::ActiveNonOptimized => "active/non-optimized",
-            AluaState::Standby => "standby",
-            AluaState::Unavailable => "unavailable",
-            AluaState::Transitioning => "transitioning",
-        })
-    }
-}
-
-/// A persistent reservation type (SPC-4 table 217).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PrType {
-    /// Write Exclusive (1).
-    WriteExclusive,
-    /// Exclusive Access (3).
-    ExclusiveAccess,
-    /// Write Exclusive, Registrants Only (5).
-    WriteExclusiveRegistrantsOnly,
-    /// Exclusive Access, Registrants Only (6).
-    ExclusiveAccessRegistrantsOnly,
-    /// Write Exclusive, All Registrants (7).
-    WriteExclusiveAllRegistrants,
-    /// Exclusive Access, All Registrants (8).
-    ExclusiveAccessAllRegistrants,
-}
-
-impl PrType {
-    /// The SPC type code.
-    pub fn code(self) -> u8 {
-        match self {
-            PrType::WriteExclusive => 1,
-            PrType::ExclusiveAccess => 3,
-            PrType::WriteExclusiveRegistrantsOnly => 5,
-            PrType::ExclusiveAccessRegistrantsOnly => 6,
-            PrType::WriteExclusiveAllRegistrants => 7,
-            PrType::ExclusiveAccessAllRegistrants => 8,
-        }
-    }
-
-    /// The type LIO describes as `text` (`Write Exclusive Access, Registrants Only`).
-    fn from_lio(text: &str) -> Option<PrType> {
-        Some(match text.trim() {
-            "Write Exclusive Access" => PrType::WriteExclusive,
-            "Exclusive Access" => PrType::ExclusiveAccess,
-            "Write Exclusive Access, Registrants Only" => PrType::WriteExclusiveRegistrantsOnly,
-            "Exclusive Access, Registrants Only" => PrType::ExclusiveAccessRegistrantsOnly,
-            "Write Exclusive Access, All Registrants" => PrType::WriteExclusiveAllRegistrants,
-            "Exclusive Access, All Registrants" => PrType::ExclusiveAccessAllRegistrants,
-            _ => return None,
-        })
-    }
+/// The reservation type LIO describes as `text` (`Write Exclusive Access, Registrants Only`).
+fn pr_type_from_lio(text: &str) -> Option<PrType> {
+    Some(match text.trim() {
+        "Write Exclusive Access" => PrType::WriteExclusive,
+        "Exclusive Access" => PrType::ExclusiveAccess,
+        "Write Exclusive Access, Registrants Only" => PrType::WriteExclusiveRegistrantsOnly,
+        "Exclusive Access, Registrants Only" => PrType::ExclusiveAccessRegistrantsOnly,
+        "Write Exclusive Access, All Registrants" => PrType::WriteExclusiveAllRegistrants,
+        "Exclusive Access, All Registrants" => PrType::ExclusiveAccessAllRegistrants,
+        _ => return None,
+    })
 }
 
 /// One I_T nexus registered with a key, as the array records it.
@@ -213,7 +129,7 @@ impl PrView {
         ) {
             (Some((_, who)), Some(t)) => {
                 let pr_type =
-                    PrType::from_lio(t).ok_or_else(|| format!("unknown reservation type {t:?}"))?;
+                    pr_type_from_lio(t).ok_or_else(|| format!("unknown reservation type {t:?}"))?;
                 let (holder, holder_isid) = split_isid(who.trim());
                 Some(Reservation {
                     pr_type,
@@ -289,7 +205,7 @@ impl<'a> Array<'a> {
 
     /// Sets ALUA target port group `group` of LUN `lun` to `state`, as the array's administrator
     /// would (an implicit transition: the hosts learn it from a unit attention).
-    pub fn set_alua_state(&self, group: u16, state: AluaState, lun: u32) -> Result<(), LabError> {
+    pub fn set_alua_state(&self, group: u16, state: AccessState, lun: u32) -> Result<(), LabError> {
         self.call(&[
             "alua",
             &group.to_string(),
@@ -300,13 +216,13 @@ impl<'a> Array<'a> {
     }
 
     /// Sets ALUA target port group `group` of every LUN to `state`.
-    pub fn set_alua_state_all(&self, group: u16, state: AluaState) -> Result<(), LabError> {
+    pub fn set_alua_state_all(&self, group: u16, state: AccessState) -> Result<(), LabError> {
         self.call(&["alua", &group.to_string(), &state.code().to_string(), "all"])
             .map(drop)
     }
 
     /// The state of each ALUA target port group of LUN `lun`, as `(group id, state)`.
-    pub fn alua_states(&self, lun: u32) -> Result<Vec<(u16, AluaState)>, LabError> {
+    pub fn alua_states(&self, lun: u32) -> Result<Vec<(u16, AccessState)>, LabError> {
         let text = self.call(&["alua-show", &lun.to_string()])?;
         let bad = |line: &str| LabError::ArrayOutput {
             action: "alua-show".into(),
@@ -323,7 +239,7 @@ impl<'a> Array<'a> {
                 let state = it
                     .next()
                     .and_then(|s| s.parse::<u8>().ok())
-                    .and_then(AluaState::from_code)
+                    .and_then(AccessState::from_code)
                     .ok_or_else(|| bad(line))?;
                 Ok((group, state))
             })
@@ -466,19 +382,6 @@ None
             PrView::parse(&odd_type)
                 .unwrap_err()
                 .contains("unknown reservation type")
-        );
-    }
-
-    #[test]
-    fn alua_codes_round_trip() {
-        for code in 0..=255u8 {
-            if let Some(s) = AluaState::from_code(code) {
-                assert_eq!(s.code(), code);
-            }
-        }
-        assert_eq!(
-            AluaState::ActiveNonOptimized.to_string(),
-            "active/non-optimized"
         );
     }
 }

@@ -8,14 +8,14 @@
 //! description. Outside the lab [`Lab::from_env`] returns `None` and tests return early.
 //!
 //! ```no_run
-//! use xapi_tests::lab::{AluaState, Lab};
+//! use xapi_tests::lab::{AccessState, Lab};
 //!
 //! #[test]
 //! #[ignore = "lab"]
 //! fn lab_example() {
 //!     let Some(lab) = Lab::from_env() else { return };
 //!     let lun = lab.lun(0).unwrap();
-//!     lab.array().set_alua_state(1, AluaState::Standby, lun.lun).unwrap();
+//!     lab.array().set_alua_state(1, AccessState::Standby, lun.lun).unwrap();
 //!     let b = lab.host_b(); // Err in the one-host topology
 //! #   let _ = b;
 //! }
@@ -31,11 +31,12 @@ use std::sync::Arc;
 use sm_core::host::run::{Cmd, Output, RunError, Runner, SystemRunner};
 
 pub use agent::{AgentClient, AgentError, AgentReply, AgentRequest};
-pub use array::{AluaState, Array, PrType, PrView, Registration, Reservation};
+pub use array::{Array, PrView, Registration, Reservation};
 pub use desc::{
     ChapDesc, DESC_VERSION, HostDesc, HostLunDesc, HostsDesc, LabDesc, LunDesc, PathDesc,
     PortalDesc, TargetDesc, Topology,
 };
+pub use sm_core::scsi::{AccessState, PrType};
 
 /// Environment variable naming the lab description (set by the lab runner in the guest).
 pub const LAB_JSON_ENV: &str = "LAB_JSON";
@@ -364,12 +365,12 @@ mod tests {
         );
         let lab = lab_with(fake.clone());
         let array = lab.array();
-        array.set_alua_state(1, AluaState::Standby, 3).unwrap();
+        array.set_alua_state(1, AccessState::Standby, 3).unwrap();
         assert_eq!(
             array.alua_states(0).unwrap(),
             vec![
-                (1, AluaState::ActiveOptimized),
-                (2, AluaState::ActiveNonOptimized)
+                (1, AccessState::ActiveOptimized),
+                (2, AccessState::ActiveNonOptimized)
             ]
         );
         array.portal_down(1).unwrap();
