@@ -6,7 +6,6 @@
 mod common;
 
 use common::{Pool, fake_calls, fake_plugin, script};
-use sm_core::xmlrpc::Value;
 
 #[test]
 fn each_host_gets_its_own_host_ref_environment_and_iqn() {
@@ -115,44 +114,11 @@ fn each_host_gets_its_own_host_ref_environment_and_iqn() {
     }
 }
 
-/// A plugin directory for host B whose `FileSR` is the real driver except that vdi_attach /
-/// vdi_detach do not open the image (the real file driver opens it in vdi_attach, which a second
-/// host cannot do while the first writes to it; see the report). Activation, the part that
-/// decides who may use a VDI, is the real driver's.
-fn host_b_plugins(dir: &std::path::Path) -> std::path::PathBuf {
-    let b = dir.join("plugins-b");
-    std::fs::create_dir_all(&b).unwrap();
-    let attach = sm_core::xmlrpc::write_response(&Value::string_map([
-        ("params_nbd", "nbd:unix:/nonexistent:exportname=x"),
-        ("o_direct", "1"),
-        ("o_direct_reason", ""),
-    ]));
-    std::fs::write(b.join("attach.out"), attach).unwrap();
-    script(
-        &b.join("FileSR"),
-        &format!(
-            r#"#!/bin/bash
-case "$1" in
-*"<methodName>vdi_attach</methodName>"*) cat {dir}/attach.out ;;
-*"<methodName>vdi_detach</methodName>"*) printf "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><nil/></value>\n</param>\n</params>\n</methodResponse>\n" ;;
-*) exec -a FileSR {xsm} "$@" ;;
-esac
-"#,
-            dir = b.display(),
-            xsm = common::xsm().display()
-        ),
-    );
-    b
-}
-
 #[test]
 fn cross_host_migration_follows_appendix_a_and_exclusion_is_real() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = common::install(dir.path());
-    let b_plugins = host_b_plugins(dir.path());
-    let p = Pool::start_with(dir, plugins, |c| {
-        c.hosts[1].plugin_dir = b_plugins.display().to_string()
-    });
+    let p = Pool::start_with(dir, plugins, |_| {});
     let sr = p.file_sr("sr", true);
     p.set_default_sr(&sr);
     let (a, b) = (p.host_names()[0].clone(), p.host_names()[1].clone());
@@ -324,7 +290,7 @@ fn a_host_behind_the_lab_agent_runs_plugins_there_and_calls_back_over_tcp() {
 
     let dir = tempfile::tempdir().unwrap();
     let plugins = common::install(dir.path());
-    let b_plugins = host_b_plugins(dir.path());
+    let b_plugins = plugins.clone();
     let p = Pool::start_with(dir, plugins, |c| {
         c.tcp_listen = format!("127.0.0.1:{port}");
         c.hosts[1].exec = xapi_tests::config::Exec::Agent {

@@ -137,7 +137,10 @@ pub fn mounts() -> Vec<Mount> {
 }
 
 /// What is mounted at `point`, if anything.
+/// Symlinks in `point` are resolved first: on XenServer and here `/var/run` is a link to `/run`,
+/// and mountinfo lists the resolved path.
 pub fn mounted_at(point: &Path) -> Option<(u64, u64)> {
+    let point = std::fs::canonicalize(point).unwrap_or_else(|_| point.to_path_buf());
     mounts()
         .into_iter()
         .rev()

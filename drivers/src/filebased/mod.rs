@@ -119,10 +119,18 @@ impl<B: Backing> Driver for FileBasedSr<B> {
         vdi::detach(cx)
     }
     fn vdi_activate(&self, cx: &Ctx<'_>, writable: bool) -> SmResult<()> {
-        vdi::require_image(cx, &self.0.vdi_dir(cx)?)?;
-        activation::activate(cx, writable)
+        let (path, _) = vdi::require_image(cx, &self.0.vdi_dir(cx)?)?;
+        activation::activate(cx, writable)?;
+        if let Err(e) = vdi::start_export(cx, &path, writable) {
+            if let Err(undo) = activation::deactivate(cx) {
+                tracing::warn!("cannot undo the activation record after a failed open: {undo}");
+            }
+            return Err(e);
+        }
+        Ok(())
     }
     fn vdi_deactivate(&self, cx: &Ctx<'_>) -> SmResult<()> {
+        vdi::stop_export(cx)?;
         activation::deactivate(cx)
     }
     fn vdi_snapshot(&self, cx: &Ctx<'_>) -> SmResult<VdiLocation> {
@@ -147,7 +155,11 @@ impl<B: Backing> Driver for FileBasedSr<B> {
     /// Runs at boot without xapi (static VDIs, HA statefile): attaches the SR first.
     fn vdi_attach_from_config(&self, cx: &Ctx<'_>) -> SmResult<AttachInfo> {
         self.0.sr_attach(cx)?;
-        vdi::attach(cx, &self.0.vdi_dir(cx)?, true)
+        let dir = self.0.vdi_dir(cx)?;
+        let info = vdi::attach(cx, &dir, true)?;
+        let (path, _) = vdi::require_image(cx, &dir)?;
+        vdi::start_export(cx, &path, true)?;
+        Ok(info)
     }
     fn vdi_detach_from_config(&self, cx: &Ctx<'_>) -> SmResult<()> {
         vdi::detach(cx)

@@ -244,13 +244,14 @@ fn supports_o_direct(path: &Path) -> bool {
         .is_ok()
 }
 
-/// vdi_attach: exports the image with qemu-nbd. Idempotent: an export already running returns
-/// the same answer.
-pub fn attach(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<AttachInfo> {
+/// vdi_attach: prepares the datapath and returns where it will be. The image itself is opened
+/// only by [`start_export`] in vdi_activate, as blktap does: xapi attaches a VDI on a migration
+/// target while the source host still has it open read-write, so attach must not take the
+/// image's write lock. Idempotent.
+pub fn attach(cx: &Ctx<'_>, dir: &Path, _writable: bool) -> SmResult<AttachInfo> {
     let (path, _) = require_image(cx, dir)?;
     let e = export(cx)?;
-    let direct = supports_o_direct(&path);
-    let (o_direct, o_direct_reason) = if direct {
+    let (o_direct, o_direct_reason) = if supports_o_direct(&path) {
         (true, String::new())
     } else {
         (
@@ -259,24 +260,6 @@ pub fn attach(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<AttachInfo> 
                 .to_string(),
         )
     };
-    match e.running() {
-        Some(r) if r.read_only && writable => {
-            return Err(SmError::msg(
-                SmCode::VDIInUse,
-                "already attached read-only on this host",
-            ));
-        }
-        Some(_) => {}
-        None => {
-            let cache = if direct {
-                Cache::Direct
-            } else {
-                Cache::Writeback
-            };
-            e.start(cx.host.runner.as_ref(), &path, !writable, cache)
-                .map_err(|err| SmError::new(SmCode::VDIUnavailable, err))?;
-        }
-    }
     Ok(AttachInfo {
         params: None,
         params_nbd: e.uri(),
@@ -286,11 +269,40 @@ pub fn attach(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<AttachInfo> 
     })
 }
 
-/// vdi_detach: stops the export. Idempotent.
-pub fn detach(cx: &Ctx<'_>) -> SmResult<()> {
+/// Opens the image: starts the qemu-nbd export behind the `params_nbd` socket (read-only unless
+/// `writable`). Idempotent; a running read-only export cannot be re-opened writable (fault 24).
+pub fn start_export(cx: &Ctx<'_>, path: &Path, writable: bool) -> SmResult<()> {
+    let e = export(cx)?;
+    match e.running() {
+        Some(r) if r.read_only && writable => Err(SmError::msg(
+            SmCode::VDIInUse,
+            "already open read-only on this host",
+        )),
+        Some(_) => Ok(()),
+        None => {
+            let cache = if supports_o_direct(path) {
+                Cache::Direct
+            } else {
+                Cache::Writeback
+            };
+            e.start(cx.host.runner.as_ref(), path, !writable, cache)
+                .map(|_| ())
+                .map_err(|err| SmError::new(SmCode::VDIUnavailable, err))
+        }
+    }
+}
+
+/// Closes the image: stops the export. Idempotent.
+pub fn stop_export(cx: &Ctx<'_>) -> SmResult<()> {
     export(cx)?
         .stop()
         .map_err(|e| SmError::new(SmCode::VDIUnavailable, e))
+}
+
+/// vdi_detach: nothing stays open after deactivate; stops a leftover export (a host that
+/// crashed between activate and deactivate). Idempotent.
+pub fn detach(cx: &Ctx<'_>) -> SmResult<()> {
+    stop_export(cx)
 }
 
 /// vdi_snapshot / vdi_clone: a full, independent copy registered as a new VDI (see the module

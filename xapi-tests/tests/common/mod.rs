@@ -292,8 +292,30 @@ pub fn fake_calls(dir: &Path) -> Vec<sm_core::Request> {
 
 /// A wrapper plugin `<dir>/<Name>SR` behaving as the real `FileSR` but declaring its
 /// capabilities without those matching `drop` (a sed regex), as a driver lacking them would.
+/// When VDI_ACTIVATE is dropped, the wrapper opens the datapath in vdi_attach (real attach then
+/// real activate, with the same arguments) and closes it in vdi_detach, which is what such a driver does (sm's blktap2
+/// attaches and activates together for drivers without ATOMIC_PAUSE).
 pub fn file_without(dir: &Path, name: &str, drop: &str) {
     let xsm = xsm();
+    let no_activate = drop.split('|').any(|d| d == "VDI_ACTIVATE");
+    let datapath = if no_activate {
+        r#"*"<methodName>vdi_attach</methodName>"*)
+    out=$(bash -c 'exec -a "$0" "$@"' FileSR {xsm} "$1")
+    case "$out" in *"<fault>"*) printf '%s\n' "$out"; exit 0 ;; esac
+    act=$(printf '%s' "$1" | sed -e 's/vdi_attach/vdi_activate/g')
+    res=$(bash -c 'exec -a "$0" "$@"' FileSR {xsm} "$act")
+    case "$res" in *"<fault>"*) printf '%s\n' "$res"; exit 0 ;; esac
+    printf '%s\n' "$out" ;;
+*"<methodName>vdi_detach</methodName>"*)
+    deact=$(printf '%s' "$1" | sed -e 's/vdi_detach/vdi_deactivate/g')
+    res=$(bash -c 'exec -a "$0" "$@"' FileSR {xsm} "$deact")
+    case "$res" in *"<fault>"*) printf '%s\n' "$res"; exit 0 ;; esac
+    exec -a FileSR {xsm} "$@" ;;
+"#
+    } else {
+        ""
+    };
+    let datapath = datapath.replace("{xsm}", &xsm.display().to_string());
     script(
         &dir.join(name),
         &format!(
@@ -302,7 +324,7 @@ case "$1" in
 *"<methodName>sr_get_driver_info</methodName>"*)
     out=$(bash -c 'exec -a "$0" "$@"' FileSR {xsm} "$1")
     printf '%s\n' "$out" | sed -E '/>({drop})</d' ;;
-*) exec -a FileSR {xsm} "$@" ;;
+{datapath}*) exec -a FileSR {xsm} "$@" ;;
 esac
 "#,
             xsm = xsm.display()
