@@ -1,7 +1,8 @@
 //! Whole plugin calls, exec to exit, as xapi pays for them: `sr_get_driver_info` and
 //! `vdi_activate` on a `file` SR (the latter with a XenAPI server in this process answering its
-//! four XenAPI round trips; each sample is a first activation: an untimed `vdi_deactivate` runs
-//! before it). Also `/bin/true` as the process-spawn floor of this machine.
+//! XenAPI round trips; each sample is a first activation as xapi makes it: an untimed
+//! `vdi_deactivate`, `vdi_detach` and `vdi_attach` run before it). Also `/bin/true` as the
+//! process-spawn floor of this machine.
 //!
 //! `cargo bench -p xsm --bench plugin_exec` (release profile). Prints min / median / p90 / max in
 //! milliseconds and writes them as JSON to `$CARGO_TARGET_DIR/xsm-bench.json` (or `target/`).
@@ -140,6 +141,8 @@ fn main() {
     ]);
     let activate = call_xml("vdi_activate", &["true"], &loc, &vdi_keys);
     let deactivate = call_xml("vdi_deactivate", &[], &loc, &vdi_keys);
+    let detach = call_xml("vdi_detach", &[], &loc, &vdi_keys);
+    let attach = call_xml("vdi_attach", &["true"], &loc, &vdi_keys);
     let (_, out) = exec(&link, Some(&activate), &env);
     assert!(!out.contains("<fault>"), "{out}");
 
@@ -152,6 +155,8 @@ fn main() {
         }),
         measure("vdi_activate_file_sr", iters, || {
             exec(&link, Some(&deactivate), &env);
+            exec(&link, Some(&detach), &env);
+            exec(&link, Some(&attach), &env);
             exec(&link, Some(&activate), &env).0
         }),
     ];

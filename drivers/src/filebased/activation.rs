@@ -114,6 +114,17 @@ pub fn activate(cx: &Ctx<'_>, writable: bool) -> SmResult<()> {
     Ok(())
 }
 
+/// Another host that has the VDI active (any mode), if any.
+pub fn active_elsewhere(cx: &Ctx<'_>) -> SmResult<Option<String>> {
+    let mine = host_key(this_host(cx)?);
+    let x = cx.xapi()?;
+    let sm_config = x.vdi_get_sm_config(&vdi_ref(cx)?)?;
+    Ok(sm_config
+        .keys()
+        .find(|k| k.starts_with("host_") && **k != mine)
+        .map(|k| k.trim_start_matches("host_").to_string()))
+}
+
 /// Removes this host's use of the VDI. Idempotent.
 pub fn deactivate(cx: &Ctx<'_>) -> SmResult<()> {
     let host_ref = this_host(cx)?;

@@ -155,11 +155,7 @@ impl<B: Backing> Driver for FileBasedSr<B> {
     /// Runs at boot without xapi (static VDIs, HA statefile): attaches the SR first.
     fn vdi_attach_from_config(&self, cx: &Ctx<'_>) -> SmResult<AttachInfo> {
         self.0.sr_attach(cx)?;
-        let dir = self.0.vdi_dir(cx)?;
-        let info = vdi::attach(cx, &dir, true)?;
-        let (path, _) = vdi::require_image(cx, &dir)?;
-        vdi::start_export(cx, &path, true)?;
-        Ok(info)
+        vdi::attach(cx, &self.0.vdi_dir(cx)?, true)
     }
     fn vdi_detach_from_config(&self, cx: &Ctx<'_>) -> SmResult<()> {
         vdi::detach(cx)

@@ -244,13 +244,23 @@ fn supports_o_direct(path: &Path) -> bool {
         .is_ok()
 }
 
-/// vdi_attach: prepares the datapath and returns where it will be. The image itself is opened
-/// only by [`start_export`] in vdi_activate, as blktap does: xapi attaches a VDI on a migration
-/// target while the source host still has it open read-write, so attach must not take the
-/// image's write lock. Idempotent.
-pub fn attach(cx: &Ctx<'_>, dir: &Path, _writable: bool) -> SmResult<AttachInfo> {
+/// vdi_attach: prepares the datapath and returns where it is. The image is opened here (the
+/// export started) only when no other host has the VDI active: xapi attaches a VDI on a
+/// migration target while the source host still has it open read-write, and opening it then
+/// would both fail on the image lock and cache a block table the source is still changing. In
+/// that case vdi_activate opens it, after the source's vdi_deactivate closed it (what blktap
+/// does for every VDI). In the common case activation is then only bookkeeping. Idempotent.
+pub fn attach(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<AttachInfo> {
     let (path, _) = require_image(cx, dir)?;
     let e = export(cx)?;
+    let elsewhere = match cx.has_session() {
+        true => super::activation::active_elsewhere(cx)?,
+        false => None,
+    };
+    match elsewhere {
+        Some(host) => tracing::info!(%host, "the VDI is active on another host: opening it at vdi_activate"),
+        None => start_export(cx, &path, writable)?,
+    }
     let (o_direct, o_direct_reason) = if supports_o_direct(&path) {
         (true, String::new())
     } else {
@@ -299,8 +309,8 @@ pub fn stop_export(cx: &Ctx<'_>) -> SmResult<()> {
         .map_err(|e| SmError::new(SmCode::VDIUnavailable, e))
 }
 
-/// vdi_detach: nothing stays open after deactivate; stops a leftover export (a host that
-/// crashed between activate and deactivate). Idempotent.
+/// vdi_detach: closes the image if it is still open (attached but never activated, or a host
+/// that crashed between activate and deactivate). Idempotent.
 pub fn detach(cx: &Ctx<'_>) -> SmResult<()> {
     stop_export(cx)
 }
