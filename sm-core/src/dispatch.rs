@@ -74,32 +74,61 @@ pub fn run(argv: &[OsString], driver: &dyn Driver, host: &Host) -> Outcome {
         Ok((r, stderr, label)) => (r, stderr, label),
         Err(p) => {
             let msg = panic_message(p.as_ref());
-            (Err(SmError::msg(SmCode::SMGeneral, format!("internal error: {msg}"))), String::new(), String::from("?"))
+            (
+                Err(SmError::msg(
+                    SmCode::SMGeneral,
+                    format!("internal error: {msg}"),
+                )),
+                String::new(),
+                String::from("?"),
+            )
         }
     };
     let ms = started.elapsed().as_millis() as u64;
     match resp {
         Ok(r) => {
             tracing::info!(call = %label, ms, "ok");
-            Outcome { stdout: r.to_xml(), stderr, fault: None }
+            Outcome {
+                stdout: r.to_xml(),
+                stderr,
+                fault: None,
+            }
         }
         Err(e) => {
             tracing::error!(call = %label, ms, code = e.code.value(), "fault: {}", e);
-            Outcome { stdout: response::fault_xml(&e), stderr, fault: Some(e.code.value()) }
+            Outcome {
+                stdout: response::fault_xml(&e),
+                stderr,
+                fault: Some(e.code.value()),
+            }
         }
     }
 }
 
-fn handle(argv: &[OsString], driver: &dyn Driver, host: &Host) -> (SmResult<Response>, String, String) {
+fn handle(
+    argv: &[OsString],
+    driver: &dyn Driver,
+    host: &Host,
+) -> (SmResult<Response>, String, String) {
     if argv.len() != 2 {
         let e = SmError::msg(
             SmCode::BadRequest,
-            format!("expected exactly one argument (the methodCall), got {}", argv.len().saturating_sub(1)),
+            format!(
+                "expected exactly one argument (the methodCall), got {}",
+                argv.len().saturating_sub(1)
+            ),
         );
         return (Err(e), String::new(), "-".into());
     }
     let Some(xml) = argv[1].to_str() else {
-        return (Err(SmError::msg(SmCode::BadRequest, "the methodCall is not valid UTF-8")), String::new(), "-".into());
+        return (
+            Err(SmError::msg(
+                SmCode::BadRequest,
+                "the methodCall is not valid UTF-8",
+            )),
+            String::new(),
+            "-".into(),
+        );
     };
     let req = match Request::parse(xml) {
         Ok(r) => r,
@@ -121,7 +150,10 @@ fn handle(argv: &[OsString], driver: &dyn Driver, host: &Host) -> (SmResult<Resp
 fn call(cx: &Ctx<'_>, driver: &dyn Driver) -> SmResult<Response> {
     let req = cx.req;
     let Some(cmd) = req.command else {
-        return Err(SmError::msg(SmCode::Unimplemented, req.command_name.clone()));
+        return Err(SmError::msg(
+            SmCode::Unimplemented,
+            req.command_name.clone(),
+        ));
     };
     if cmd == Command::SrGetDriverInfo {
         return Ok(Response::DriverInfo(driver.info()));
@@ -142,21 +174,37 @@ fn take_locks(cx: &Ctx<'_>, cmd: Command) -> SmResult<Vec<LockGuard>> {
         Some(s) => Some(SrUuid::new(s).map_err(|e| SmError::new(SmCode::BadRequest, e))?),
         None => None,
     };
-    let from_config = matches!(cmd, Command::VdiAttachFromConfig | Command::VdiDetachFromConfig);
+    let from_config = matches!(
+        cmd,
+        Command::VdiAttachFromConfig | Command::VdiDetachFromConfig
+    );
     if (needs_sr_lock(cmd) || cmd.is_vdi()) && sr_uuid.is_none() && !from_config {
-        return Err(SmError::msg(SmCode::BadRequest, format!("{cmd} needs sr_uuid")));
+        return Err(SmError::msg(
+            SmCode::BadRequest,
+            format!("{cmd} needs sr_uuid"),
+        ));
     }
     if needs_sr_lock(cmd)
         && let Some(sr) = &sr_uuid
     {
-        held.push(cx.host.locks.acquire(sr.as_str(), "sr", timeout).map_err(lock_err)?);
+        held.push(
+            cx.host
+                .locks
+                .acquire(sr.as_str(), "sr", timeout)
+                .map_err(lock_err)?,
+        );
     }
     if cmd.is_vdi()
         && cmd != Command::VdiCreate
         && let Some(v) = req.vdi_uuid.as_deref().filter(|v| !v.is_empty())
     {
         let v = VdiUuid::new(v).map_err(|e| SmError::new(SmCode::BadRequest, e))?;
-        held.push(cx.host.locks.acquire(v.as_str(), "vdi", timeout).map_err(lock_err)?);
+        held.push(
+            cx.host
+                .locks
+                .acquire(v.as_str(), "vdi", timeout)
+                .map_err(lock_err)?,
+        );
     }
     Ok(held)
 }
@@ -169,7 +217,9 @@ fn dispatch(cx: &Ctx<'_>, d: &dyn Driver, cmd: Command) -> SmResult<Response> {
         Command::SrCreate => {
             let size = match req.args.first().map(|s| s.trim()) {
                 None | Some("") => 0,
-                Some(s) => s.parse().map_err(|_| SmError::msg(SmCode::BadRequest, format!("SR size {s:?} is not a number")))?,
+                Some(s) => s.parse().map_err(|_| {
+                    SmError::msg(SmCode::BadRequest, format!("SR size {s:?} is not a number"))
+                })?,
             };
             nil(d.sr_create(cx, size))
         }
@@ -180,15 +230,21 @@ fn dispatch(cx: &Ctx<'_>, d: &dyn Driver, cmd: Command) -> SmResult<Response> {
         Command::SrUpdate => nil(d.sr_update(cx)),
         Command::SrProbe => d.sr_probe(cx).map(Response::Str),
         Command::SrContentType => d.sr_content_type(cx).map(Response::Str),
-        Command::VdiCreate => d.vdi_create(cx, &VdiCreate::from_request(req)?).map(Response::Vdi),
+        Command::VdiCreate => d
+            .vdi_create(cx, &VdiCreate::from_request(req)?)
+            .map(Response::Vdi),
         Command::VdiDelete => nil(d.vdi_delete(cx)),
-        Command::VdiAttach => d.vdi_attach(cx, req.arg_bool(0, "writable")?).map(Response::Attach),
+        Command::VdiAttach => d
+            .vdi_attach(cx, req.arg_bool(0, "writable")?)
+            .map(Response::Attach),
         Command::VdiDetach => nil(d.vdi_detach(cx)),
         Command::VdiActivate => nil(d.vdi_activate(cx, req.arg_bool(0, "writable")?)),
         Command::VdiDeactivate => nil(d.vdi_deactivate(cx)),
         Command::VdiSnapshot => d.vdi_snapshot(cx).map(Response::Vdi),
         Command::VdiClone => d.vdi_clone(cx).map(Response::Vdi),
-        Command::VdiResize => d.vdi_resize(cx, req.arg_size(0, "new size")?).map(Response::Vdi),
+        Command::VdiResize => d
+            .vdi_resize(cx, req.arg_size(0, "new size")?)
+            .map(Response::Vdi),
         Command::VdiUpdate => nil(d.vdi_update(cx)),
         Command::VdiIntroduce => d.vdi_introduce(cx).map(Response::Vdi),
         Command::VdiGenerateConfig => d.vdi_generate_config(cx).map(Response::Str),
@@ -219,7 +275,10 @@ mod tests {
         driver_version: "1.0",
         required_api_version: "1.0",
         capabilities: &[Capability::VdiAttach],
-        configuration: &[ConfigKey { key: "location", description: "where" }],
+        configuration: &[ConfigKey {
+            key: "location",
+            description: "where",
+        }],
     };
     impl Driver for Toy {
         fn info(&self) -> &'static DriverInfo {
@@ -230,12 +289,19 @@ mod tests {
                 panic!("boom");
             }
             cx.emit_stderr("<probe/>");
-            Ok(AttachInfo { params: Some(format!("/dev/toy{}", u8::from(writable))), ..Default::default() })
+            Ok(AttachInfo {
+                params: Some(format!("/dev/toy{}", u8::from(writable))),
+                ..Default::default()
+            })
         }
     }
 
     fn host(d: &tempfile::TempDir) -> Host {
-        Host::with(Arc::new(crate::host::SystemRunner::new()), d.path(), Endpoint::Unix(d.path().join("xapi")))
+        Host::with(
+            Arc::new(crate::host::SystemRunner::new()),
+            d.path(),
+            Endpoint::Unix(d.path().join("xapi")),
+        )
     }
 
     fn call_xml(name: &str, extra: &str) -> OsString {
@@ -251,30 +317,71 @@ mod tests {
         }
     }
 
-    const SR: &str = "<member><name>sr_uuid</name><value>11111111-2222-4333-8444-555555555555</value></member>";
+    const SR: &str =
+        "<member><name>sr_uuid</name><value>11111111-2222-4333-8444-555555555555</value></member>";
 
     #[test]
     fn driver_info_without_anything_else() {
         let d = tempfile::tempdir().unwrap();
-        let o = run(&["ToySR".into(), call_xml("sr_get_driver_info", "")], &Toy, &host(&d));
-        let MethodResponse::Success(Value::Struct(m)) = parse_method_response(&o.stdout).unwrap() else { panic!() };
-        assert_eq!(m["capabilities"], Value::Array(vec![Value::Str("VDI_ATTACH".into())]));
-        assert!(!d.path().join("var").exists(), "driver_info must not touch the host");
+        let o = run(
+            &["ToySR".into(), call_xml("sr_get_driver_info", "")],
+            &Toy,
+            &host(&d),
+        );
+        let MethodResponse::Success(Value::Struct(m)) = parse_method_response(&o.stdout).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            m["capabilities"],
+            Value::Array(vec![Value::Str("VDI_ATTACH".into())])
+        );
+        assert!(
+            !d.path().join("var").exists(),
+            "driver_info must not touch the host"
+        );
     }
 
     #[test]
     fn argv_count_and_garbage_are_bad_request() {
         let d = tempfile::tempdir().unwrap();
-        assert_eq!(fault_code(&run(&["ToySR".into()], &Toy, &host(&d))), Some(143));
-        assert_eq!(fault_code(&run(&["ToySR".into(), "a".into(), "b".into()], &Toy, &host(&d))), Some(143));
-        assert_eq!(fault_code(&run(&["ToySR".into(), "<x".into()], &Toy, &host(&d))), Some(143));
+        assert_eq!(
+            fault_code(&run(&["ToySR".into()], &Toy, &host(&d))),
+            Some(143)
+        );
+        assert_eq!(
+            fault_code(&run(
+                &["ToySR".into(), "a".into(), "b".into()],
+                &Toy,
+                &host(&d)
+            )),
+            Some(143)
+        );
+        assert_eq!(
+            fault_code(&run(&["ToySR".into(), "<x".into()], &Toy, &host(&d))),
+            Some(143)
+        );
     }
 
     #[test]
     fn unimplemented_and_unknown_are_38() {
         let d = tempfile::tempdir().unwrap();
-        assert_eq!(fault_code(&run(&["ToySR".into(), call_xml("sr_scan", SR)], &Toy, &host(&d))), Some(38));
-        assert_eq!(fault_code(&run(&["ToySR".into(), call_xml("vdi_compose", SR)], &Toy, &host(&d))), Some(38));
+        assert_eq!(
+            fault_code(&run(
+                &["ToySR".into(), call_xml("sr_scan", SR)],
+                &Toy,
+                &host(&d)
+            )),
+            Some(38)
+        );
+        assert_eq!(
+            fault_code(&run(
+                &["ToySR".into(), call_xml("vdi_compose", SR)],
+                &Toy,
+                &host(&d)
+            )),
+            Some(38)
+        );
     }
 
     #[test]
@@ -282,14 +389,30 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let args = "<member><name>args</name><value><array><data><value>true</value></data></array></value></member>";
         let ok = run(
-            &["ToySR".into(), call_xml("vdi_attach", &format!("{SR}{args}<member><name>vdi_uuid</name><value>00000000-0000-0000-0000-000000000001</value></member>"))],
+            &[
+                "ToySR".into(),
+                call_xml(
+                    "vdi_attach",
+                    &format!(
+                        "{SR}{args}<member><name>vdi_uuid</name><value>00000000-0000-0000-0000-000000000001</value></member>"
+                    ),
+                ),
+            ],
             &Toy,
             &host(&d),
         );
         assert_eq!(fault_code(&ok), None, "{}", ok.stdout);
         assert_eq!(ok.stderr, "<probe/>");
         let boom = run(
-            &["ToySR".into(), call_xml("vdi_attach", &format!("{SR}{args}<member><name>vdi_uuid</name><value>00000000-0000-0000-0000-00000000dead</value></member>"))],
+            &[
+                "ToySR".into(),
+                call_xml(
+                    "vdi_attach",
+                    &format!(
+                        "{SR}{args}<member><name>vdi_uuid</name><value>00000000-0000-0000-0000-00000000dead</value></member>"
+                    ),
+                ),
+            ],
             &Toy,
             &host(&d),
         );
@@ -301,13 +424,27 @@ mod tests {
     fn path_traversal_in_uuids_is_rejected_before_locking() {
         let d = tempfile::tempdir().unwrap();
         let evil = "<member><name>sr_uuid</name><value>../../etc</value></member>";
-        assert_eq!(fault_code(&run(&["ToySR".into(), call_xml("sr_scan", evil)], &Toy, &host(&d))), Some(143));
+        assert_eq!(
+            fault_code(&run(
+                &["ToySR".into(), call_xml("sr_scan", evil)],
+                &Toy,
+                &host(&d)
+            )),
+            Some(143)
+        );
     }
 
     #[test]
     fn bad_character_in_device_config() {
         let d = tempfile::tempdir().unwrap();
         let dc = "<member><name>device_config</name><value><struct><member><name>location</name><value>/a&#10;b</value></member></struct></value></member>";
-        assert_eq!(fault_code(&run(&["ToySR".into(), call_xml("sr_scan", &format!("{SR}{dc}"))], &Toy, &host(&d))), Some(2));
+        assert_eq!(
+            fault_code(&run(
+                &["ToySR".into(), call_xml("sr_scan", &format!("{SR}{dc}"))],
+                &Toy,
+                &host(&d)
+            )),
+            Some(2)
+        );
     }
 }

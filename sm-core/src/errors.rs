@@ -261,12 +261,18 @@ pub struct SmError {
 impl SmError {
     /// An error with a detail built from any displayable cause, including its `source()` chain.
     pub fn new(code: SmCode, cause: impl std::error::Error) -> SmError {
-        SmError { code, detail: Some(error_chain(&cause)) }
+        SmError {
+            code,
+            detail: Some(error_chain(&cause)),
+        }
     }
 
     /// An error with a free-form detail.
     pub fn msg(code: SmCode, detail: impl Into<String>) -> SmError {
-        SmError { code, detail: Some(detail.into()) }
+        SmError {
+            code,
+            detail: Some(detail.into()),
+        }
     }
 
     /// An error without a detail.
@@ -280,7 +286,10 @@ impl SmError {
             Some(d) if !d.is_empty() => format!("{} [opterr={}]", self.code.description(), d),
             _ => self.code.description().to_string(),
         };
-        Fault { code: self.code.value(), string }
+        Fault {
+            code: self.code.value(),
+            string,
+        }
     }
 }
 
@@ -341,9 +350,15 @@ mod tests {
     #[test]
     fn fault_string_matches_sm() {
         let e = SmError::msg(SmCode::SRUnavailable, "no such VG");
-        assert_eq!(e.to_fault().string, "The SR is not available [opterr=no such VG]");
+        assert_eq!(
+            e.to_fault().string,
+            "The SR is not available [opterr=no such VG]"
+        );
         assert_eq!(e.to_fault().code, 47);
-        assert_eq!(SmError::bare(SmCode::VDISize).to_fault().string, "VDI Invalid size");
+        assert_eq!(
+            SmError::bare(SmCode::VDISize).to_fault().string,
+            "VDI Invalid size"
+        );
     }
 
     #[test]
@@ -367,20 +382,30 @@ mod tests {
     /// sm's, not ours to commit); skips elsewhere.
     #[test]
     fn matches_installed_sm_table_when_present() {
-        let Some(xml) = ["/usr/share/sm/XE_SR_ERRORCODES.xml", "/opt/xensource/sm/XE_SR_ERRORCODES.xml"]
-            .iter()
-            .find_map(|p| std::fs::read_to_string(p).ok())
-        else {
+        let Some(xml) = [
+            "/usr/share/sm/XE_SR_ERRORCODES.xml",
+            "/opt/xensource/sm/XE_SR_ERRORCODES.xml",
+        ]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok()) else {
             return;
         };
         for block in xml.split("<code>").skip(1) {
             let field = |tag: &str| {
                 let open = format!("<{tag}>");
                 let close = format!("</{tag}>");
-                block.split(&open).nth(1).and_then(|s| s.split(&close).next()).map(str::trim)
+                block
+                    .split(&open)
+                    .nth(1)
+                    .and_then(|s| s.split(&close).next())
+                    .map(str::trim)
             };
-            let (Some(name), Some(value)) = (field("name"), field("value")) else { continue };
-            let Ok(value) = value.parse::<i32>() else { continue };
+            let (Some(name), Some(value)) = (field("name"), field("value")) else {
+                continue;
+            };
+            let Ok(value) = value.parse::<i32>() else {
+                continue;
+            };
             if let Some(code) = SmCode::from_name(name) {
                 assert_eq!(code.value(), value, "{name}");
             }

@@ -21,7 +21,10 @@ fn check_uuid(kind: &'static str, s: &str) -> Result<String, IdError> {
     if ok {
         Ok(s.to_ascii_lowercase())
     } else {
-        Err(IdError { kind, value: s.chars().take(64).collect() })
+        Err(IdError {
+            kind,
+            value: s.chars().take(64).collect(),
+        })
     }
 }
 
@@ -80,8 +83,19 @@ mod tests {
     #[test]
     fn validates_uuids() {
         assert!(SrUuid::new("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0").is_ok());
-        assert_eq!(VdiUuid::new("0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0").unwrap().as_str(), "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
-        for bad in ["", "x", "../../etc/passwd", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f", "0f1e2d3c_4b5a-6978-8796-a5b4c3d2e1f0"] {
+        assert_eq!(
+            VdiUuid::new("0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0")
+                .unwrap()
+                .as_str(),
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+        );
+        for bad in [
+            "",
+            "x",
+            "../../etc/passwd",
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f",
+            "0f1e2d3c_4b5a-6978-8796-a5b4c3d2e1f0",
+        ] {
             assert!(SrUuid::new(bad).is_err(), "{bad}");
         }
         assert_ne!(VdiUuid::random(), VdiUuid::random());

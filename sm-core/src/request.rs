@@ -138,7 +138,8 @@ impl DeviceConfig {
 
     /// A required value; missing or empty gives fault `code` (the matching Config*Missing).
     pub fn require(&self, k: &str, code: SmCode) -> SmResult<&str> {
-        self.get_nonempty(k).ok_or_else(|| SmError::msg(code, format!("device_config has no {k}")))
+        self.get_nonempty(k)
+            .ok_or_else(|| SmError::msg(code, format!("device_config has no {k}")))
     }
 
     /// A secret value, kept masked.
@@ -166,8 +167,15 @@ impl DeviceConfig {
     pub fn validate(&self) -> SmResult<()> {
         for (k, v) in &self.0 {
             if k.chars().chain(v.chars()).any(|c| c.is_control()) {
-                let shown = if is_secret_key(k) { Secret::MASK.to_string() } else { format!("{v:?}") };
-                return Err(SmError::msg(SmCode::BadCharacter, format!("device_config {k}={shown}")));
+                let shown = if is_secret_key(k) {
+                    Secret::MASK.to_string()
+                } else {
+                    format!("{v:?}")
+                };
+                return Err(SmError::msg(
+                    SmCode::BadCharacter,
+                    format!("device_config {k}={shown}"),
+                ));
             }
         }
         Ok(())
@@ -241,9 +249,9 @@ fn opt_string(m: &xmlrpc::Struct, k: &str) -> SmResult<Option<String>> {
     match m.get(k) {
         None | Some(Value::Nil) => Ok(None),
         Some(Value::Str(s)) => Ok(Some(s.clone())),
-        Some(Value::Int(_) | Value::I8(_) | Value::Bool(_) | Value::Double(_) | Value::DateTime(_)) => {
-            Ok(m.get(k).map(Value::to_text))
-        }
+        Some(
+            Value::Int(_) | Value::I8(_) | Value::Bool(_) | Value::Double(_) | Value::DateTime(_),
+        ) => Ok(m.get(k).map(Value::to_text)),
         Some(_) => Err(bad(format!("{k} must be a string"))),
     }
 }
@@ -254,7 +262,9 @@ fn opt_map(m: &xmlrpc::Struct, k: &str) -> SmResult<BTreeMap<String, String>> {
         Some(Value::Struct(inner)) => inner
             .iter()
             .map(|(ik, iv)| match iv {
-                Value::Struct(_) | Value::Array(_) => Err(bad(format!("{k}.{ik} must be a string"))),
+                Value::Struct(_) | Value::Array(_) => {
+                    Err(bad(format!("{k}.{ik} must be a string")))
+                }
                 v => Ok((ik.clone(), v.to_text())),
             })
             .collect(),
@@ -265,13 +275,17 @@ fn opt_map(m: &xmlrpc::Struct, k: &str) -> SmResult<BTreeMap<String, String>> {
 impl Request {
     /// Parses argv[1].
     pub fn parse(xml: &str) -> SmResult<Request> {
-        let call = xmlrpc::parse_method_call(xml).map_err(|e| SmError::new(SmCode::BadRequest, e))?;
+        let call =
+            xmlrpc::parse_method_call(xml).map_err(|e| SmError::new(SmCode::BadRequest, e))?;
         let [Value::Struct(m)] = call.params.as_slice() else {
             return Err(bad("the methodCall must have exactly one struct parameter"));
         };
         let name = match opt_string(m, "command")? {
             Some(c) if c != call.name => {
-                return Err(bad(format!("command {c:?} differs from methodName {:?}", call.name)));
+                return Err(bad(format!(
+                    "command {c:?} differs from methodName {:?}",
+                    call.name
+                )));
             }
             _ => call.name.clone(),
         };
@@ -312,7 +326,10 @@ impl Request {
 
     /// Positional argument `i`, or fault 143 naming it.
     pub fn arg(&self, i: usize, what: &str) -> SmResult<&str> {
-        self.args.get(i).map(String::as_str).ok_or_else(|| bad(format!("missing argument {i} ({what})")))
+        self.args
+            .get(i)
+            .map(String::as_str)
+            .ok_or_else(|| bad(format!("missing argument {i} ({what})")))
     }
 
     /// A boolean positional argument ("true"/"false").
@@ -320,14 +337,21 @@ impl Request {
         match self.arg(i, what)? {
             "true" | "True" | "1" => Ok(true),
             "false" | "False" | "0" | "" => Ok(false),
-            other => Err(bad(format!("argument {i} ({what}) must be true or false, not {other:?}"))),
+            other => Err(bad(format!(
+                "argument {i} ({what}) must be true or false, not {other:?}"
+            ))),
         }
     }
 
     /// A size positional argument in bytes.
     pub fn arg_size(&self, i: usize, what: &str) -> SmResult<u64> {
         let a = self.arg(i, what)?;
-        a.trim().parse().map_err(|_| SmError::msg(SmCode::VDISize, format!("{what} {a:?} is not a size in bytes")))
+        a.trim().parse().map_err(|_| {
+            SmError::msg(
+                SmCode::VDISize,
+                format!("{what} {a:?} is not a size in bytes"),
+            )
+        })
     }
 
     /// One line for SMlog: the command and its parameters, secrets masked.
@@ -372,7 +396,10 @@ mod tests {
         assert!(r.arg_bool(0, "writable").unwrap());
         assert!(r.device_config.is_master());
         assert_eq!(r.session_ref.as_ref().unwrap().expose(), "OpaqueRef:s1");
-        assert_eq!(r.sr_uuid.as_deref(), Some("7f0e1c3a-1b2c-4d5e-8f90-a1b2c3d4e5f6"));
+        assert_eq!(
+            r.sr_uuid.as_deref(),
+            Some("7f0e1c3a-1b2c-4d5e-8f90-a1b2c3d4e5f6")
+        );
         assert_eq!(r.vdi_on_boot.as_deref(), Some("persist"));
         assert_eq!(r.subtask_of.as_deref(), Some("OpaqueRef:t1"));
     }
@@ -395,7 +422,11 @@ mod tests {
             "<methodCall><methodName>sr_scan</methodName><params><param><value><struct><member><name>command</name><value>sr_attach</value></member></struct></value></param></params></methodCall>",
             "<methodCall><methodName>sr_scan</methodName><params><param><value><struct><member><name>args</name><value>x</value></member></struct></value></param></params></methodCall>",
         ] {
-            assert_eq!(Request::parse(xml).unwrap_err().code, SmCode::BadRequest, "{xml}");
+            assert_eq!(
+                Request::parse(xml).unwrap_err().code,
+                SmCode::BadRequest,
+                "{xml}"
+            );
         }
     }
 

@@ -56,7 +56,9 @@ impl Response {
         match self {
             Response::Nil => Value::Nil,
             Response::Str(s) => Value::Str(s.clone()),
-            Response::Vdi(v) => Value::string_map([("uuid", v.uuid.as_str()), ("location", v.location.as_str())]),
+            Response::Vdi(v) => {
+                Value::string_map([("uuid", v.uuid.as_str()), ("location", v.location.as_str())])
+            }
             Response::Attach(a) => {
                 let mut m = Struct::new();
                 if let Some(p) = &a.params {
@@ -64,10 +66,17 @@ impl Response {
                 }
                 m.insert("params_nbd".into(), Value::Str(a.params_nbd.clone()));
                 m.insert("o_direct".into(), bool01(a.o_direct));
-                m.insert("o_direct_reason".into(), Value::Str(a.o_direct_reason.clone()));
+                m.insert(
+                    "o_direct_reason".into(),
+                    Value::Str(a.o_direct_reason.clone()),
+                );
                 m.insert(
                     "xenstore_data".into(),
-                    Value::string_map(a.xenstore_data.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                    Value::string_map(
+                        a.xenstore_data
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str())),
+                    ),
                 );
                 Value::Struct(m)
             }
@@ -101,8 +110,14 @@ mod tests {
             o_direct_reason: String::new(),
             xenstore_data: BTreeMap::new(),
         });
-        let MethodResponse::Success(Value::Struct(m)) = parse_method_response(&r.to_xml()).unwrap() else { panic!() };
-        assert_eq!(m["params_nbd"], Value::Str("nbd:unix:/run/x.sock:exportname=v".into()));
+        let MethodResponse::Success(Value::Struct(m)) = parse_method_response(&r.to_xml()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            m["params_nbd"],
+            Value::Str("nbd:unix:/run/x.sock:exportname=v".into())
+        );
         assert_eq!(m["o_direct"], Value::Str("1".into()));
         assert_eq!(m["params"], Value::Str("/dev/sm/x".into()));
         assert_eq!(m["xenstore_data"], Value::Struct(Struct::new()));
@@ -110,8 +125,13 @@ mod tests {
 
     #[test]
     fn vdi_location_struct() {
-        let r = Response::Vdi(VdiLocation { uuid: "u".into(), location: "l".into() });
-        let MethodResponse::Success(v) = parse_method_response(&r.to_xml()).unwrap() else { panic!() };
+        let r = Response::Vdi(VdiLocation {
+            uuid: "u".into(),
+            location: "l".into(),
+        });
+        let MethodResponse::Success(v) = parse_method_response(&r.to_xml()).unwrap() else {
+            panic!()
+        };
         assert_eq!(v, Value::string_map([("uuid", "u"), ("location", "l")]));
     }
 }

@@ -59,7 +59,13 @@ mod tests {
 
     #[test]
     fn secret_keys() {
-        for k in ["chappassword", "incoming_chappassword", "chappassword_secret", "session_ref", "cifspassword"] {
+        for k in [
+            "chappassword",
+            "incoming_chappassword",
+            "chappassword_secret",
+            "session_ref",
+            "cifspassword",
+        ] {
             assert!(is_secret_key(k), "{k}");
         }
         for k in ["chapuser", "target", "SCSIid"] {

@@ -40,12 +40,15 @@ impl FakeRunner {
 
     /// Adds a scripted reply for commands starting with `prefix`.
     pub fn on(&self, prefix: &[&str], code: i32, stdout: &str, stderr: &str) -> &FakeRunner {
-        self.script.lock().unwrap_or_else(|p| p.into_inner()).push_back(Scripted {
-            prefix: prefix.iter().map(|s| s.to_string()).collect(),
-            code,
-            stdout: stdout.into(),
-            stderr: stderr.into(),
-        });
+        self.script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(Scripted {
+                prefix: prefix.iter().map(|s| s.to_string()).collect(),
+                code,
+                stdout: stdout.into(),
+                stderr: stderr.into(),
+            });
         self
     }
 
@@ -58,11 +61,21 @@ impl FakeRunner {
 impl Runner for FakeRunner {
     fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
         let argv = cmd.masked_argv();
-        self.calls.lock().unwrap_or_else(|p| p.into_inner()).push(argv.clone());
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(argv.clone());
         let mut script = self.script.lock().unwrap_or_else(|p| p.into_inner());
-        let hit = script.iter().position(|s| argv.len() >= s.prefix.len() && argv[..s.prefix.len()] == s.prefix[..]);
+        let hit = script
+            .iter()
+            .position(|s| argv.len() >= s.prefix.len() && argv[..s.prefix.len()] == s.prefix[..]);
         let out = match hit.and_then(|i| script.remove(i)) {
-            Some(s) => Output { code: s.code, stdout: s.stdout.into_bytes(), stderr: s.stderr.into_bytes(), ..Default::default() },
+            Some(s) => Output {
+                code: s.code,
+                stdout: s.stdout.into_bytes(),
+                stderr: s.stderr.into_bytes(),
+                ..Default::default()
+            },
             None => Output::default(),
         };
         check_output(cmd, out)

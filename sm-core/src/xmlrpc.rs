@@ -72,7 +72,12 @@ impl Value {
     pub fn string_map<K: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Value {
-        Value::Struct(pairs.into_iter().map(|(k, v)| (k.into(), Value::Str(v.into()))).collect())
+        Value::Struct(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), Value::Str(v.into())))
+                .collect(),
+        )
     }
 
     /// Converts a struct of strings into a map; non-string members are rendered as text.
@@ -209,11 +214,17 @@ impl<'a> Lexer<'a> {
         cfg.expand_empty_elements = true;
         cfg.check_end_names = true;
         cfg.trim_text(false);
-        Lexer { reader, peeked: None }
+        Lexer {
+            reader,
+            peeked: None,
+        }
     }
 
     fn xml_err(&self, reason: impl std::fmt::Display) -> XmlRpcError {
-        XmlRpcError::Xml { position: self.reader.buffer_position(), reason: reason.to_string() }
+        XmlRpcError::Xml {
+            position: self.reader.buffer_position(),
+            reason: reason.to_string(),
+        }
     }
 
     fn next(&mut self) -> Result<Tok, XmlRpcError> {
@@ -225,11 +236,13 @@ impl<'a> Lexer<'a> {
             let ev = self.reader.read_event().map_err(|e| self.xml_err(e))?;
             let tok = match ev {
                 Event::Text(t) => {
-                    text.get_or_insert_with(String::new).push_str(&t.xml10_content());
+                    text.get_or_insert_with(String::new)
+                        .push_str(&t.xml10_content());
                     continue;
                 }
                 Event::CData(c) => {
-                    text.get_or_insert_with(String::new).push_str(&c.into_inner());
+                    text.get_or_insert_with(String::new)
+                        .push_str(&c.into_inner());
                     continue;
                 }
                 Event::GeneralRef(r) => {
@@ -278,14 +291,20 @@ impl<'a> Lexer<'a> {
     fn expect_open(&mut self, name: &'static str) -> Result<(), XmlRpcError> {
         match self.next_sig()? {
             Tok::Open(n) if n == name => Ok(()),
-            other => Err(XmlRpcError::Shape { expected: name, found: other.describe() }),
+            other => Err(XmlRpcError::Shape {
+                expected: name,
+                found: other.describe(),
+            }),
         }
     }
 
     fn expect_close(&mut self, name: &'static str) -> Result<(), XmlRpcError> {
         match self.next_sig()? {
             Tok::Close(n) if n == name => Ok(()),
-            other => Err(XmlRpcError::Shape { expected: name, found: other.describe() }),
+            other => Err(XmlRpcError::Shape {
+                expected: name,
+                found: other.describe(),
+            }),
         }
     }
 
@@ -297,14 +316,20 @@ impl<'a> Lexer<'a> {
                 self.expect_close(name)?;
                 Ok(t)
             }
-            other => Err(XmlRpcError::Shape { expected: "text", found: other.describe() }),
+            other => Err(XmlRpcError::Shape {
+                expected: "text",
+                found: other.describe(),
+            }),
         }
     }
 
     fn expect_eof(&mut self) -> Result<(), XmlRpcError> {
         match self.next_sig()? {
             Tok::Eof => Ok(()),
-            other => Err(XmlRpcError::Shape { expected: "end of document", found: other.describe() }),
+            other => Err(XmlRpcError::Shape {
+                expected: "end of document",
+                found: other.describe(),
+            }),
         }
     }
 }
@@ -320,10 +345,20 @@ fn parse_value(lx: &mut Lexer<'_>, depth: usize) -> Result<Value, XmlRpcError> {
         Tok::Text(t) => match lx.next()? {
             Tok::Close(n) if n == "value" => return Ok(Value::Str(t)),
             Tok::Open(tag) if t.trim().is_empty() => tag,
-            other => return Err(XmlRpcError::Shape { expected: "</value>", found: other.describe() }),
+            other => {
+                return Err(XmlRpcError::Shape {
+                    expected: "</value>",
+                    found: other.describe(),
+                });
+            }
         },
         Tok::Open(tag) => tag,
-        other => return Err(XmlRpcError::Shape { expected: "a value", found: other.describe() }),
+        other => {
+            return Err(XmlRpcError::Shape {
+                expected: "a value",
+                found: other.describe(),
+            });
+        }
     };
     let v = parse_typed(lx, &tag, depth)?;
     lx.expect_close("value")?;
@@ -332,7 +367,10 @@ fn parse_value(lx: &mut Lexer<'_>, depth: usize) -> Result<Value, XmlRpcError> {
 
 fn parse_typed(lx: &mut Lexer<'_>, tag: &str, depth: usize) -> Result<Value, XmlRpcError> {
     fn scalar(tag: &'static str, text: &str) -> XmlRpcError {
-        XmlRpcError::Scalar { tag, text: truncate(text) }
+        XmlRpcError::Scalar {
+            tag,
+            text: truncate(text),
+        }
     }
     Ok(match tag {
         "string" => Value::Str(lx.text_until_close("string")?),
@@ -357,7 +395,9 @@ fn parse_typed(lx: &mut Lexer<'_>, tag: &str, depth: usize) -> Result<Value, Xml
             let t = lx.text_until_close("double")?;
             Value::Double(t.trim().parse().map_err(|_| scalar("double", &t))?)
         }
-        "dateTime.iso8601" => Value::DateTime(lx.text_until_close("dateTime.iso8601")?.trim().into()),
+        "dateTime.iso8601" => {
+            Value::DateTime(lx.text_until_close("dateTime.iso8601")?.trim().into())
+        }
         "base64" => Value::Base64(lx.text_until_close("base64")?.trim().into()),
         "nil" => {
             lx.expect_close("nil")?;
@@ -377,7 +417,10 @@ fn parse_typed(lx: &mut Lexer<'_>, tag: &str, depth: usize) -> Result<Value, Xml
                         m.insert(name, v);
                     }
                     other => {
-                        return Err(XmlRpcError::Shape { expected: "<member>", found: other.describe() });
+                        return Err(XmlRpcError::Shape {
+                            expected: "<member>",
+                            found: other.describe(),
+                        });
                     }
                 }
             }
@@ -391,7 +434,10 @@ fn parse_typed(lx: &mut Lexer<'_>, tag: &str, depth: usize) -> Result<Value, Xml
                     Tok::Close(n) if n == "data" => break,
                     Tok::Open(n) if n == "value" => items.push(parse_value(lx, depth + 1)?),
                     other => {
-                        return Err(XmlRpcError::Shape { expected: "<value>", found: other.describe() });
+                        return Err(XmlRpcError::Shape {
+                            expected: "<value>",
+                            found: other.describe(),
+                        });
                     }
                 }
             }
@@ -399,7 +445,10 @@ fn parse_typed(lx: &mut Lexer<'_>, tag: &str, depth: usize) -> Result<Value, Xml
             Value::Array(items)
         }
         other => {
-            return Err(XmlRpcError::Shape { expected: "a value type", found: format!("<{}>", truncate(other)) });
+            return Err(XmlRpcError::Shape {
+                expected: "a value type",
+                found: format!("<{}>", truncate(other)),
+            });
         }
     })
 }
@@ -423,13 +472,21 @@ pub fn parse_method_call(xml: &str) -> Result<MethodCall, XmlRpcError> {
                         lx.expect_close("param")?;
                     }
                     other => {
-                        return Err(XmlRpcError::Shape { expected: "<param>", found: other.describe() });
+                        return Err(XmlRpcError::Shape {
+                            expected: "<param>",
+                            found: other.describe(),
+                        });
                     }
                 }
             }
             lx.expect_close("methodCall")?;
         }
-        other => return Err(XmlRpcError::Shape { expected: "<params>", found: other.describe() }),
+        other => {
+            return Err(XmlRpcError::Shape {
+                expected: "<params>",
+                found: other.describe(),
+            });
+        }
     }
     lx.expect_eof()?;
     Ok(MethodCall { name, params })
@@ -460,12 +517,22 @@ pub fn parse_method_response(xml: &str) -> Result<MethodResponse, XmlRpcError> {
                 Some(Value::Int(i)) => *i,
                 Some(Value::I8(i)) => i32::try_from(*i).unwrap_or(i32::MAX),
                 Some(Value::Str(s)) => s.trim().parse().unwrap_or(0),
-                _ => return Err(XmlRpcError::Shape { expected: "faultCode", found: "nothing".into() }),
+                _ => {
+                    return Err(XmlRpcError::Shape {
+                        expected: "faultCode",
+                        found: "nothing".into(),
+                    });
+                }
             };
             let string = m.get("faultString").map(Value::to_text).unwrap_or_default();
             MethodResponse::Fault { code, string }
         }
-        other => return Err(XmlRpcError::Shape { expected: "<params> or <fault>", found: other.describe() }),
+        other => {
+            return Err(XmlRpcError::Shape {
+                expected: "<params> or <fault>",
+                found: other.describe(),
+            });
+        }
     };
     lx.expect_close("methodResponse")?;
     lx.expect_eof()?;
@@ -670,7 +737,10 @@ mod tests {
         match parse_method_response(&xml).unwrap() {
             MethodResponse::Fault { code, string } => {
                 assert_eq!(code, 16);
-                assert_eq!(string, "The SR device is currently in use [opterr=x\u{FFFD} & y]");
+                assert_eq!(
+                    string,
+                    "The SR device is currently in use [opterr=x\u{FFFD} & y]"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -688,7 +758,8 @@ mod tests {
         let leaf = prop_oneof![
             any::<String>().prop_map(|s| Value::Str(
                 s.chars()
-                    .filter(|c| (!c.is_control() || *c == '\n' || *c == '\t') && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+                    .filter(|c| (!c.is_control() || *c == '\n' || *c == '\t')
+                        && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
                     .collect()
             )),
             any::<i32>().prop_map(Value::Int),

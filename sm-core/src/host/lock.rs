@@ -106,10 +106,15 @@ pub fn acquire_path(path: &Path, timeout: Duration) -> Result<LockGuard, LockErr
     let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, n)) = reg.get_mut(path) {
         *n += 1;
-        return Ok(LockGuard { path: path.to_path_buf() });
+        return Ok(LockGuard {
+            path: path.to_path_buf(),
+        });
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| LockError::Open { path: path.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| LockError::Open {
+            path: path.into(),
+            source,
+        })?;
     }
     let file = OpenOptions::new()
         .read(true)
@@ -117,28 +122,43 @@ pub fn acquire_path(path: &Path, timeout: Duration) -> Result<LockGuard, LockErr
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(|source| LockError::Open { path: path.into(), source })?;
+        .map_err(|source| LockError::Open {
+            path: path.into(),
+            source,
+        })?;
     let start = Instant::now();
     let mut nap = Duration::from_millis(1);
     let fl = whole_file(libc::F_WRLCK as libc::c_short);
     loop {
         match fcntl(file.as_fd(), FcntlArg::F_SETLK(&fl)) {
             Ok(_) => break,
-            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES | nix::errno::Errno::EINTR) => {
+            Err(
+                nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES | nix::errno::Errno::EINTR,
+            ) => {
                 if start.elapsed() >= timeout {
-                    return Err(LockError::Timeout { path: path.into(), after: timeout });
+                    return Err(LockError::Timeout {
+                        path: path.into(),
+                        after: timeout,
+                    });
                 }
                 drop(reg);
                 std::thread::sleep(nap);
                 nap = (nap * 2).min(Duration::from_millis(100));
                 reg = registry().lock().unwrap_or_else(|p| p.into_inner());
             }
-            Err(errno) => return Err(LockError::Fcntl { path: path.into(), errno }),
+            Err(errno) => {
+                return Err(LockError::Fcntl {
+                    path: path.into(),
+                    errno,
+                });
+            }
         }
     }
     tracing::debug!(path = %path.display(), "lock: acquired");
     reg.insert(path.to_path_buf(), (Arc::new(file), 1));
-    Ok(LockGuard { path: path.to_path_buf() })
+    Ok(LockGuard {
+        path: path.to_path_buf(),
+    })
 }
 
 impl Drop for LockGuard {
@@ -189,9 +209,13 @@ mod tests {
                 .run(&Cmd::new("python3").args(["-c", script]).arg(p.as_os_str()))
                 .map(|o| o.stdout_str().trim().to_string())
         };
-        let Ok(first) = probe(&d.path().join("probe-check")) else { return };
+        let Ok(first) = probe(&d.path().join("probe-check")) else {
+            return;
+        };
         assert_eq!(first, "got");
-        let g = locks.acquire("vdi-x", "vdi", Duration::from_secs(1)).unwrap();
+        let g = locks
+            .acquire("vdi-x", "vdi", Duration::from_secs(1))
+            .unwrap();
         assert_eq!(probe(&path).unwrap(), "busy");
         drop(g);
         assert_eq!(probe(&path).unwrap(), "got");
@@ -214,7 +238,11 @@ mod tests {
             }
         };
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
         assert_eq!(line.trim(), "held");
         let r = acquire_path(&path, Duration::from_millis(150));
         let _ = child.kill();

@@ -37,10 +37,18 @@ pub struct SmLog {
 }
 
 fn month_day_time(secs: u64) -> String {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let t = super::clock::Utc::from_unix(secs);
-    let month = MONTHS.get(usize::try_from(t.month.saturating_sub(1)).unwrap_or(0)).copied().unwrap_or("Jan");
-    format!("{month} {:>2} {:02}:{:02}:{:02}", t.day, t.hour, t.minute, t.second)
+    let month = MONTHS
+        .get(usize::try_from(t.month.saturating_sub(1)).unwrap_or(0))
+        .copied()
+        .unwrap_or("Jan");
+    format!(
+        "{month} {:>2} {:02}:{:02}:{:02}",
+        t.day, t.hour, t.minute, t.second
+    )
 }
 
 impl SmLog {
@@ -57,18 +65,26 @@ impl SmLog {
         };
         let sink = if let Some(p) = std::env::var_os(SMLOG_FILE_ENV) {
             file_sink(PathBuf::from(p))
-        } else if let Ok(sock) = UnixDatagram::unbound().and_then(|s| s.connect("/dev/log").map(|_| s)) {
+        } else if let Ok(sock) =
+            UnixDatagram::unbound().and_then(|s| s.connect("/dev/log").map(|_| s))
+        {
             Sink::Syslog(sock)
         } else {
             file_sink(smlog_file)
         };
-        SmLog { ident: ident.to_string(), sink: Arc::new(sink) }
+        SmLog {
+            ident: ident.to_string(),
+            sink: Arc::new(sink),
+        }
     }
 
     /// Writes one message, one record per line, prefixed `[pid]`.
     pub fn write_message(&self, severity: u8, msg: &str) {
         let pid = std::process::id();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let stamp = month_day_time(now);
         for line in msg.lines().filter(|l| !l.trim().is_empty()) {
             match &*self.sink {
@@ -78,7 +94,10 @@ impl SmLog {
                     let _ = sock.send(rec.as_bytes());
                 }
                 Sink::File(f) => {
-                    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+                    let host = nix::unistd::gethostname()
+                        .ok()
+                        .and_then(|h| h.into_string().ok())
+                        .unwrap_or_default();
                     let rec = format!("{stamp} {host} {}: [{pid}] {line}\n", self.ident);
                     if let Ok(mut f) = f.lock() {
                         let _ = f.write_all(rec.as_bytes());
@@ -110,7 +129,8 @@ impl Write for LineWriter {
 impl Drop for LineWriter {
     fn drop(&mut self) {
         if !self.buf.is_empty() {
-            self.log.write_message(self.severity, &String::from_utf8_lossy(&self.buf));
+            self.log
+                .write_message(self.severity, &String::from_utf8_lossy(&self.buf));
         }
     }
 }
@@ -119,7 +139,11 @@ impl<'a> MakeWriter<'a> for SmLog {
     type Writer = LineWriter;
 
     fn make_writer(&'a self) -> LineWriter {
-        LineWriter { log: self.clone(), severity: 6, buf: Vec::new() }
+        LineWriter {
+            log: self.clone(),
+            severity: 6,
+            buf: Vec::new(),
+        }
     }
 
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> LineWriter {
@@ -129,7 +153,11 @@ impl<'a> MakeWriter<'a> for SmLog {
             tracing::Level::INFO => 6,
             _ => 7,
         };
-        LineWriter { log: self.clone(), severity, buf: Vec::new() }
+        LineWriter {
+            log: self.clone(),
+            severity,
+            buf: Vec::new(),
+        }
     }
 }
 
@@ -168,11 +196,18 @@ mod tests {
     fn file_sink_writes_one_record_per_line() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("SMlog");
-        let log = SmLog { ident: "SM".into(), sink: Arc::new(Sink::File(Mutex::new(std::fs::File::create(&p).unwrap()))) };
+        let log = SmLog {
+            ident: "SM".into(),
+            sink: Arc::new(Sink::File(Mutex::new(std::fs::File::create(&p).unwrap()))),
+        };
         log.write_message(6, "first\nsecond\n");
         let text = std::fs::read_to_string(&p).unwrap();
         let lines: Vec<_> = text.lines().collect();
         assert_eq!(lines.len(), 2);
-        assert!(lines[0].ends_with(&format!("SM: [{}] first", std::process::id())), "{}", lines[0]);
+        assert!(
+            lines[0].ends_with(&format!("SM: [{}] first", std::process::id())),
+            "{}",
+            lines[0]
+        );
     }
 }

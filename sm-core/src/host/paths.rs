@@ -20,7 +20,11 @@ impl Paths {
 
     /// Paths under `$SM_ROOT`, or `/`.
     pub fn from_env() -> Paths {
-        Paths::new(std::env::var_os(ROOT_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/")))
+        Paths::new(
+            std::env::var_os(ROOT_ENV)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/")),
+        )
     }
 
     /// The root every path is under.

@@ -24,7 +24,10 @@ pub const ENDPOINT_ENV: &str = "SM_XAPI";
 impl Endpoint {
     /// `$SM_XAPI` when set and valid, else the default socket.
     pub fn from_env() -> Endpoint {
-        std::env::var(ENDPOINT_ENV).ok().and_then(|s| Endpoint::parse(&s)).unwrap_or_else(|| Endpoint::Unix(DEFAULT_SOCKET.into()))
+        std::env::var(ENDPOINT_ENV)
+            .ok()
+            .and_then(|s| Endpoint::parse(&s))
+            .unwrap_or_else(|| Endpoint::Unix(DEFAULT_SOCKET.into()))
     }
 
     /// Parses `unix:/path`, `/path`, `tcp:host:port` or `http://host:port[/]`.
@@ -35,7 +38,10 @@ impl Endpoint {
         if s.starts_with('/') {
             return Some(Endpoint::Unix(s.into()));
         }
-        let hp = s.strip_prefix("tcp:").or_else(|| s.strip_prefix("http://")).map(|h| h.trim_end_matches('/'))?;
+        let hp = s
+            .strip_prefix("tcp:")
+            .or_else(|| s.strip_prefix("http://"))
+            .map(|h| h.trim_end_matches('/'))?;
         (!hp.is_empty()).then(|| Endpoint::Tcp(hp.to_string()))
     }
 }
@@ -83,7 +89,12 @@ pub struct Transport {
 impl Transport {
     /// A transport to `endpoint`; every read/write waits at most `timeout`.
     pub fn new(endpoint: Endpoint, timeout: Duration) -> Transport {
-        Transport { endpoint, timeout, conn: None, headers: Vec::new() }
+        Transport {
+            endpoint,
+            timeout,
+            conn: None,
+            headers: Vec::new(),
+        }
     }
 
     /// Adds a header sent with every request (e.g. `Subtask-of`, `originator`).
@@ -92,7 +103,10 @@ impl Transport {
     }
 
     fn connect(&self) -> Result<BufReader<Box<dyn Stream>>, TransportError> {
-        let err = |source| TransportError::Connect { endpoint: self.endpoint.to_string(), source };
+        let err = |source| TransportError::Connect {
+            endpoint: self.endpoint.to_string(),
+            source,
+        };
         let s: Box<dyn Stream> = match &self.endpoint {
             Endpoint::Unix(p) => {
                 let s = UnixStream::connect(p).map_err(err)?;
@@ -139,7 +153,10 @@ impl Transport {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
         req.push_str("\r\n");
-        let conn = self.conn.as_mut().ok_or_else(|| TransportError::Http("no connection".into()))?;
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| TransportError::Http("no connection".into()))?;
         let w = conn.get_mut();
         w.write_all(req.as_bytes())?;
         w.write_all(body.as_bytes())?;
@@ -158,7 +175,10 @@ pub fn read_response(r: &mut impl BufRead) -> Result<(String, bool), TransportEr
     loop {
         let n = r.read_until(b'\n', &mut head)?;
         if n == 0 {
-            return Err(TransportError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed")));
+            return Err(TransportError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            )));
         }
         if head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n") {
             break;
@@ -169,7 +189,8 @@ pub fn read_response(r: &mut impl BufRead) -> Result<(String, bool), TransportEr
     }
     let mut hdrs = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut hdrs);
-    resp.parse(&head).map_err(|e| TransportError::Http(e.to_string()))?;
+    resp.parse(&head)
+        .map_err(|e| TransportError::Http(e.to_string()))?;
     let code = resp.code.unwrap_or(0);
     let mut len: Option<usize> = None;
     let mut chunked = false;
@@ -178,7 +199,9 @@ pub fn read_response(r: &mut impl BufRead) -> Result<(String, bool), TransportEr
         let v = String::from_utf8_lossy(h.value);
         if h.name.eq_ignore_ascii_case("content-length") {
             len = v.trim().parse().ok();
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked") {
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding")
+            && v.to_ascii_lowercase().contains("chunked")
+        {
             chunked = true;
         } else if h.name.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close") {
             close = true;
@@ -216,7 +239,9 @@ pub fn read_response(r: &mut impl BufRead) -> Result<(String, bool), TransportEr
     if code != 200 {
         return Err(TransportError::Http(format!("status {code}")));
     }
-    String::from_utf8(body).map(|b| (b, close)).map_err(|e| TransportError::Http(e.to_string()))
+    String::from_utf8(body)
+        .map(|b| (b, close))
+        .map_err(|e| TransportError::Http(e.to_string()))
 }
 
 #[cfg(test)]
@@ -225,20 +250,34 @@ mod tests {
 
     #[test]
     fn parses_endpoints() {
-        assert_eq!(Endpoint::parse("unix:/x"), Some(Endpoint::Unix("/x".into())));
-        assert_eq!(Endpoint::parse("/var/lib/xcp/xapi"), Some(Endpoint::Unix("/var/lib/xcp/xapi".into())));
-        assert_eq!(Endpoint::parse("tcp:10.0.0.1:80"), Some(Endpoint::Tcp("10.0.0.1:80".into())));
-        assert_eq!(Endpoint::parse("http://h:8080/"), Some(Endpoint::Tcp("h:8080".into())));
+        assert_eq!(
+            Endpoint::parse("unix:/x"),
+            Some(Endpoint::Unix("/x".into()))
+        );
+        assert_eq!(
+            Endpoint::parse("/var/lib/xcp/xapi"),
+            Some(Endpoint::Unix("/var/lib/xcp/xapi".into()))
+        );
+        assert_eq!(
+            Endpoint::parse("tcp:10.0.0.1:80"),
+            Some(Endpoint::Tcp("10.0.0.1:80".into()))
+        );
+        assert_eq!(
+            Endpoint::parse("http://h:8080/"),
+            Some(Endpoint::Tcp("h:8080".into()))
+        );
         assert_eq!(Endpoint::parse("ftp://x"), None);
     }
 
     #[test]
     fn reads_length_and_chunked_bodies() {
-        let mut r = std::io::Cursor::new(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec());
+        let mut r =
+            std::io::Cursor::new(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec());
         assert_eq!(read_response(&mut r).unwrap(), ("hello".into(), false));
         let mut r = std::io::Cursor::new(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n".to_vec());
         assert_eq!(read_response(&mut r).unwrap(), ("hello".into(), true));
-        let mut r = std::io::Cursor::new(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n".to_vec());
+        let mut r =
+            std::io::Cursor::new(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n".to_vec());
         assert!(read_response(&mut r).is_err());
     }
 }
