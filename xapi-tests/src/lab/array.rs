@@ -224,6 +224,12 @@ impl<'a> Array<'a> {
     /// The state of each ALUA target port group of LUN `lun`, as `(group id, state)`.
     pub fn alua_states(&self, lun: u32) -> Result<Vec<(u16, AccessState)>, LabError> {
         let text = self.call(&["alua-show", &lun.to_string()])?;
+        if text.trim().is_empty() {
+            return Err(LabError::ArrayOutput {
+                action: format!("alua-show {lun}"),
+                detail: "no target port groups".into(),
+            });
+        }
         let bad = |line: &str| LabError::ArrayOutput {
             action: "alua-show".into(),
             detail: line.to_string(),
