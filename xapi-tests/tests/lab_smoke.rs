@@ -446,13 +446,16 @@ fn lab_io_continues_while_a_portal_is_down() {
             Ok(usize::MAX)
         });
         let count = || done.lock().unwrap().len();
-        wait_until(60, "the first writes", || {
-            if count() >= 2 {
-                Ok(())
-            } else {
-                Err(format!("{} chunks", count()))
-            }
-        });
+        let wait_writes = |secs: u64, what: &str, at_least: usize| {
+            wait_until(secs, what, || {
+                if count() >= at_least {
+                    Ok(())
+                } else {
+                    Err(format!("{} writes done", count()))
+                }
+            })
+        };
+        wait_writes(60, "the first writes", 2);
 
         lab.array().portal_down(1).unwrap();
         let down_at = Instant::now();
@@ -465,13 +468,7 @@ fn lab_io_continues_while_a_portal_is_down() {
             }
         });
         let failed_seen = count();
-        wait_until(90, "writes to go on through portal 2", || {
-            if count() >= failed_seen + 3 {
-                Ok(())
-            } else {
-                Err(format!("{} chunks", count()))
-            }
-        });
+        wait_writes(90, "writes to go on through portal 2", failed_seen + 3);
         let written_while_down = count() - failed_seen;
         assert!(
             path_state(&p2).contains("active"),
@@ -489,13 +486,7 @@ fn lab_io_continues_while_a_portal_is_down() {
             }
         });
         let back_at = count();
-        wait_until(60, "writes after the path came back", || {
-            if count() >= back_at + 2 {
-                Ok(())
-            } else {
-                Err(format!("{} chunks", count()))
-            }
-        });
+        wait_writes(60, "writes after the path came back", back_at + 2);
         stop.store(true, Ordering::SeqCst);
         let writes = writer
             .join()
