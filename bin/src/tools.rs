@@ -17,11 +17,18 @@ pub struct Tool {
 }
 
 /// Every admin tool, in `--help` order.
-pub static TOOLS: &[Tool] = &[Tool {
-    name: "drivers",
-    summary: "list the SR drivers (plugin name, SR type, description)",
-    run: drivers_tool,
-}];
+pub static TOOLS: &[Tool] = &[
+    Tool {
+        name: "drivers",
+        summary: "list the SR drivers (plugin name, SR type, description)",
+        run: drivers_tool,
+    },
+    Tool {
+        name: "pr",
+        summary: "SCSI-3 persistent reservations per multipath LU: show keys, reservation, holders; acquire/release/preempt/clear by hand",
+        run: reservations::cli::main,
+    },
+];
 
 /// The tool named `name`.
 pub fn find(name: &str) -> Option<&'static Tool> {

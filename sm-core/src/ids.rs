@@ -75,6 +75,11 @@ uuid_id!(
     VdiUuid,
     "VDI uuid"
 );
+uuid_id!(
+    /// A host uuid (`host.get_uuid`).
+    HostUuid,
+    "host uuid"
+);
 
 #[cfg(test)]
 mod tests {

@@ -150,6 +150,34 @@ impl VdiRecord {
     }
 }
 
+/// A host record as the drivers need it (`host.get_all_records`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostRecord {
+    /// OpaqueRef.
+    pub ref_: String,
+    /// uuid.
+    pub uuid: String,
+    /// name_label.
+    pub name_label: String,
+    /// hostname.
+    pub hostname: String,
+    /// The host_metrics OpaqueRef.
+    pub metrics: String,
+}
+
+impl HostRecord {
+    /// Builds a record from `host.get_record` output.
+    pub fn from_struct(ref_: &str, m: &Struct) -> HostRecord {
+        HostRecord {
+            ref_: ref_.to_string(),
+            uuid: field_str(m, "uuid"),
+            name_label: field_str(m, "name_label"),
+            hostname: field_str(m, "hostname"),
+            metrics: field_str(m, "metrics"),
+        }
+    }
+}
+
 /// The names of `VDI.db_introduce`'s positional arguments after the session, in order (the
 /// record fields they set).
 pub const DB_INTRODUCE_FIELDS: [&str; 19] = [
@@ -520,10 +548,27 @@ impl XenApi {
     /// Whether xapi considers the host live (`host.get_metrics`, `host_metrics.get_live`).
     pub fn host_is_live(&self, host: &str) -> XResult<bool> {
         let metrics = self.call_str("host.get_metrics", &[s(host)])?;
+        self.host_metrics_live(&metrics)
+    }
+
+    /// `host_metrics.get_live` of a host_metrics record.
+    pub fn host_metrics_live(&self, metrics: &str) -> XResult<bool> {
         match self.call("host_metrics.get_live", &[s(metrics)])? {
             Value::Bool(b) => Ok(b),
             v => Ok(v.to_text() == "true"),
         }
+    }
+
+    /// `host.get_all_records`: every host of the pool in one round trip.
+    pub fn host_get_all_records(&self) -> XResult<Vec<HostRecord>> {
+        let v = self.call("host.get_all_records", &[])?;
+        let m = v.as_struct().ok_or_else(|| XenApiError::Protocol {
+            method: "host.get_all_records".into(),
+            reason: "expected a struct".into(),
+        })?;
+        Ok(m.iter()
+            .filter_map(|(r, rec)| rec.as_struct().map(|rec| HostRecord::from_struct(r, rec)))
+            .collect())
     }
 
     /// The value of a secret by its uuid (`secret.get_by_uuid`, `secret.get_value`).

@@ -1,0 +1,126 @@
+//! multipathd's per-map reservation key: with `reservation_key file` in multipath.conf,
+//! `setprkey` records our key for the map (in its prkeys file) and `setprstatus` marks the
+//! map registered, so multipathd itself registers every path that is added to the map or
+//! reinstated, with REGISTER AND IGNORE EXISTING KEY, *before* the path carries I/O
+//! (`mpath_pr_event_handle`, run before the map reload). When the key is gone from the LU
+//! (we were preempted), multipathd does not register the path.
+
+use std::time::Duration;
+
+use sm_core::host::run::{Cmd, Runner};
+
+use crate::error::PrError;
+use crate::key::PrKey;
+
+/// The multipathd client.
+pub const MULTIPATHD: &str = "multipathd";
+/// Deadline of one multipathd command.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn cmd(runner: &dyn Runner, map: &str, words: &[&str]) -> Result<String, PrError> {
+    let action = words.join(" ");
+    let out = runner
+        .run(&Cmd::new(MULTIPATHD).args(words).timeout(TIMEOUT))
+        .map_err(|source| PrError::Multipathd {
+            action: action.clone(),
+            map: map.into(),
+            source: Box::new(source),
+        })?;
+    Ok(out.stdout_str().trim().to_string())
+}
+
+/// Whether multipathd's reply means failure (it exits 0 and prints `fail`).
+fn failed(reply: &str) -> bool {
+    reply == "fail" || reply.starts_with("fail")
+}
+
+/// Tells multipathd to register `map`'s new and returning paths with `key` (`Some`), or to
+/// stop (`None`). Returns false, with a warning, when multipathd refuses (no
+/// `reservation_key file` in its configuration): then only our own re-check registers new
+/// paths.
+pub fn set_map_key(runner: &dyn Runner, map: &str, key: Option<PrKey>) -> Result<bool, PrError> {
+    let replies = match key {
+        Some(k) => {
+            let ks = k.to_string();
+            vec![
+                cmd(runner, map, &["setprkey", "map", map, "key", &ks])?,
+                cmd(runner, map, &["setprstatus", "map", map])?,
+            ]
+        }
+        None => vec![
+            cmd(runner, map, &["unsetprstatus", "map", map])?,
+            cmd(runner, map, &["unsetprkey", "map", map])?,
+        ],
+    };
+    if let Some(r) = replies.iter().find(|r| failed(r)) {
+        tracing::warn!(
+            map,
+            reply = %r,
+            "multipathd refused the map's reservation key (is `reservation_key file` in multipath.conf?); new paths are registered by xsm's re-check only"
+        );
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// The key multipathd has for `map`, if any (`getprkey`).
+pub fn map_key(runner: &dyn Runner, map: &str) -> Result<Option<PrKey>, PrError> {
+    let reply = cmd(runner, map, &["getprkey", "map", map])?;
+    Ok(reply
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.trim_end_matches(':').parse::<PrKey>().ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sm_core::testing::FakeRunner;
+
+    #[test]
+    fn sets_and_unsets_the_map_key() {
+        let r = FakeRunner::new();
+        r.on(&["multipathd", "setprkey"], 0, "ok\n", "").on(
+            &["multipathd", "setprstatus"],
+            0,
+            "ok\n",
+            "",
+        );
+        let k = PrKey::new(0x5853_0000_0000_00a1).unwrap();
+        assert!(set_map_key(&r, "3600", Some(k)).unwrap());
+        assert_eq!(
+            r.calls()[0],
+            [
+                "multipathd",
+                "setprkey",
+                "map",
+                "3600",
+                "key",
+                "0x58530000000000a1"
+            ]
+        );
+        assert!(set_map_key(&r, "3600", None).unwrap());
+        assert_eq!(r.calls()[2], ["multipathd", "unsetprstatus", "map", "3600"]);
+        assert_eq!(r.calls()[3], ["multipathd", "unsetprkey", "map", "3600"]);
+    }
+
+    #[test]
+    fn refusal_is_a_warning_not_an_error() {
+        let r = FakeRunner::new();
+        r.on(&["multipathd", "setprkey"], 0, "fail\n", "");
+        let k = PrKey::new(0xa1).unwrap();
+        assert!(!set_map_key(&r, "3600", Some(k)).unwrap());
+    }
+
+    #[test]
+    fn reads_the_map_key() {
+        let r = FakeRunner::new();
+        r.on(&["multipathd", "getprkey"], 0, "0x58530000000000a1\n", "");
+        assert_eq!(
+            map_key(&r, "3600").unwrap().map(|k| k.get()),
+            Some(0x5853_0000_0000_00a1)
+        );
+        r.on(&["multipathd", "getprkey"], 0, "none\n", "");
+        assert_eq!(map_key(&r, "3600").unwrap(), None);
+    }
+}
