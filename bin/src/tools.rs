@@ -28,6 +28,11 @@ pub static TOOLS: &[Tool] = &[
         summary: "SCSI-3 persistent reservations per multipath LU: show keys, reservation, holders; acquire/release/preempt/clear by hand",
         run: reservations::cli::main,
     },
+    Tool {
+        name: "mpath",
+        summary: "multipath LUs, paths, ALUA target port groups: list, show, set-tpg-access, failover, enable/disable-path",
+        run: multipath::cli::main,
+    },
 ];
 
 /// The tool named `name`.

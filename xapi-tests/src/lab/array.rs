@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sm_core::host::run::{Cmd, Runner};
 use sm_core::scsi::{AccessState, PrType};
+use sm_core::secret::Secret;
 
 use super::LabError;
 
@@ -193,11 +194,14 @@ impl<'a> Array<'a> {
     }
 
     fn call(&self, args: &[&str]) -> Result<String, LabError> {
-        let cmd = Cmd::new(LAB_ARRAY).args(args).timeout(ARRAY_TIMEOUT);
-        match self.runner.run(&cmd) {
+        self.call_cmd(Cmd::new(LAB_ARRAY).args(args), &args.join(" "))
+    }
+
+    fn call_cmd(&self, cmd: Cmd, action: &str) -> Result<String, LabError> {
+        match self.runner.run(&cmd.timeout(ARRAY_TIMEOUT)) {
             Ok(out) => Ok(out.stdout_str()),
             Err(source) => Err(LabError::Array {
-                action: args.join(" "),
+                action: action.to_string(),
                 source,
             }),
         }
@@ -291,6 +295,64 @@ impl<'a> Array<'a> {
     /// Unexports and deletes LUN `lun` (the hosts keep stale devices until they remove them).
     pub fn remove_lun(&self, lun: u32) -> Result<(), LabError> {
         self.call(&["lun-remove", &lun.to_string()]).map(drop)
+    }
+
+    /// Adds another target, `iqn.2026-01.test.lab:<name>`, on both portals (portal N in ALUA
+    /// target port group N, as the main target) with `luns` new LUNs of `size_mb` MiB, ACLs for
+    /// every lab initiator and its own CHAP (`chap`) and mutual CHAP (`mutual`) credentials.
+    /// No host is logged in to it. Returns its IQN and the new LUNs' WWIDs (LUN 0 first). The
+    /// runner's reset removes it; [`Array::remove_target`] does it earlier.
+    pub fn add_target(
+        &self,
+        name: &str,
+        luns: u32,
+        size_mb: u64,
+        chap: Option<(&str, &Secret)>,
+        mutual: Option<(&str, &Secret)>,
+    ) -> Result<(String, Vec<String>), LabError> {
+        let mut cmd = Cmd::new(LAB_ARRAY).args([
+            "target-add".to_string(),
+            name.to_string(),
+            luns.to_string(),
+            size_mb.to_string(),
+        ]);
+        for (flag, cred) in [("--chap", chap), ("--mutual-chap", mutual)] {
+            if let Some((user, secret)) = cred {
+                cmd = cmd
+                    .arg(flag)
+                    .secret_arg(&Secret::new(format!("{user}:{}", secret.expose())));
+            }
+        }
+        let action = format!("target-add {name}");
+        let text = self.call_cmd(cmd, &action)?;
+        let wwids: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
+        if wwids.len() != usize::try_from(luns).unwrap_or(usize::MAX)
+            || wwids
+                .iter()
+                .any(|w| w.len() != 33 || !w.starts_with("36001405"))
+        {
+            return Err(LabError::ArrayOutput {
+                action,
+                detail: text.trim().to_string(),
+            });
+        }
+        Ok((format!("iqn.2026-01.test.lab:{name}"), wwids))
+    }
+
+    /// Removes a target added by [`Array::add_target`]: host A flushes its maps, logs out and
+    /// deletes its node records first.
+    pub fn remove_target(&self, name: &str) -> Result<(), LabError> {
+        self.call(&["target-remove", name]).map(drop)
+    }
+
+    /// The IQNs of the targets added by [`Array::add_target`].
+    pub fn targets(&self) -> Result<Vec<String>, LabError> {
+        Ok(self
+            .call(&["targets"])?
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect())
     }
 
     /// Back to the baseline the lab was set up with: portals up, ALUA states, PR directories,

@@ -358,6 +358,12 @@ mod tests {
         fake.on(&["lab-array", "alua-show", "0"], 0, "0 1 0\n0 2 1\n", "");
         fake.on(&["lab-array", "lun-add", "64"], 0, "6\n", "");
         fake.on(
+            &["lab-array", "target-add", "t2"],
+            0,
+            "360014055ab0c1de00000000000000000\n360014055ab0c1de00010000000000000\n",
+            "",
+        );
+        fake.on(
             &["lab-array", "portal", "up"],
             1,
             "",
@@ -375,6 +381,12 @@ mod tests {
         );
         array.portal_down(1).unwrap();
         assert_eq!(array.add_lun(64).unwrap(), 6);
+        let secret = sm_core::secret::Secret::new("pw12345678901");
+        let (iqn, wwids) = array
+            .add_target("t2", 2, 64, Some(("u", &secret)), None)
+            .unwrap();
+        assert_eq!(iqn, "iqn.2026-01.test.lab:t2");
+        assert_eq!(wwids[1], "360014055ab0c1de00010000000000000");
         let err = array.portal_up(9).unwrap_err();
         assert!(
             error_chain(&err).contains("no portal 9"),
@@ -388,6 +400,7 @@ mod tests {
                 vec!["lab-array", "alua-show", "0"],
                 vec!["lab-array", "portal", "down", "1"],
                 vec!["lab-array", "lun-add", "64"],
+                vec!["lab-array", "target-add", "t2", "2", "64", "--chap", "***"],
                 vec!["lab-array", "portal", "up", "9"],
             ]
         );

@@ -1,7 +1,7 @@
 //! REPORT / SET TARGET PORT GROUPS.
 
 use super::{data_out, malformed, read_sized};
-use crate::scsi::alua::{AccessState, TpgId};
+use crate::scsi::alua::{AccessState, RelTgtPortId, TpgId};
 use crate::scsi::cdb;
 use crate::scsi::error::{Condition, ScsiError};
 use crate::scsi::wire::ParseError;
@@ -95,6 +95,35 @@ pub fn set_target_port_groups(
             )));
         }
         descriptors.push(StpgDescriptor::Group { tpg, state });
+    }
+    let list = rtpg::encode_stpg(&descriptors);
+    let len =
+        u32::try_from(list.len()).map_err(|_| ScsiError::Invalid("STPG list too long".into()))?;
+    data_out(t, &cdb::stpg(len), &list)
+}
+
+/// SET TARGET PORT GROUPS with one OFFLINE descriptor per listed relative target port: the
+/// secondary, per-port OFFLINE state (SPC-4 5.15.2.7). Send it through another port: every
+/// command through an offline port fails with NOT READY 04/12 until the target clears the
+/// state (LIO only clears it through configfs). Refuses an empty list and a port listed twice.
+pub fn set_target_ports_offline(
+    t: &dyn crate::scsi::ScsiTransport,
+    ports: &[RelTgtPortId],
+) -> Result<(), ScsiError> {
+    if ports.is_empty() {
+        return Err(ScsiError::Invalid(
+            "SET TARGET PORT GROUPS with no ports".into(),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut descriptors = Vec::with_capacity(ports.len());
+    for &port in ports {
+        if !seen.insert(port) {
+            return Err(ScsiError::Invalid(format!(
+                "relative target port {port} listed twice"
+            )));
+        }
+        descriptors.push(StpgDescriptor::PortOffline { port });
     }
     let list = rtpg::encode_stpg(&descriptors);
     let len =

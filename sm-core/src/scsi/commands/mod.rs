@@ -8,6 +8,7 @@ mod pr;
 
 pub use alua::{
     report_target_port_groups, report_target_port_groups_standard, set_target_port_groups,
+    set_target_ports_offline,
 };
 pub use identity::{
     inquiry_standard, read_blocks, read_capacity16, test_unit_ready, vpd_device_id, vpd_page,

@@ -948,3 +948,29 @@ fn replays_the_lio_pr_capture() {
     }
     assert!(steps > 90, "replayed {steps} steps");
 }
+
+#[test]
+fn stpg_puts_one_port_offline() {
+    let l = lab(FakeLu::default());
+    let _ = scsi::test_unit_ready(&l.a2);
+    scsi::set_target_ports_offline(&l.a1, &[RelTgtPortId(2)]).unwrap();
+    assert_eq!(
+        cond(scsi::test_unit_ready(&l.a2)),
+        Condition::NotReady(error::NotReady::Offline)
+    );
+    scsi::test_unit_ready(&l.a1).unwrap();
+    let sent =
+        l.lu.log()
+            .into_iter()
+            .rfind(|c| c.cdb[0] == cdb::MAINTENANCE_OUT)
+            .unwrap();
+    assert_eq!(sent.data_out, vec![0, 0, 0, 0, 0x0e, 0, 0, 2]);
+    assert!(matches!(
+        scsi::set_target_ports_offline(&l.a1, &[]),
+        Err(ScsiError::Invalid(_))
+    ));
+    assert!(matches!(
+        scsi::set_target_ports_offline(&l.a1, &[RelTgtPortId(1), RelTgtPortId(1)]),
+        Err(ScsiError::Invalid(_))
+    ));
+}
