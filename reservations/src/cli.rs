@@ -15,7 +15,8 @@
 //! A map is `/dev/mapper/<name>`, `<name>` or `dm-N`. This host's key comes from `--key`, or
 //! `--host-uuid`, or the host uuid in `/etc/xensource-inventory`. Host names come from the
 //! local XenAPI (`SM_XAPI`, as root) when it answers. Every command that changes the LU needs
-//! `--yes`: without it the command says what it would do and exits 2. `acquire` fences
+//! `--yes`: without it the command says what it would do and exits 2. `acquire` and `release`
+//! also set and unset multipathd's key for the map (see [`crate::mpathd`]). `acquire` fences
 //! (PREEMPT AND ABORT) a holder only with `--fencing preempt-dead`, and only when the pool
 //! reports the holder's host dead or no pool host owns the key.
 
@@ -25,6 +26,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
+use sm_core::host::run::SystemRunner;
 use sm_core::secret::Secret;
 use sm_core::xenapi::{Endpoint, XenApi};
 use sm_core::xmlrpc::Value as XValue;
@@ -34,6 +36,7 @@ use crate::engine::Lu;
 use crate::error::PrError;
 use crate::fence::{Owner, Owners, PoolOwners};
 use crate::key::PrKey;
+use crate::mpathd;
 use crate::policy::{Fencing, Policy};
 use crate::pool::PoolKeys;
 use crate::slaves::{Sysfs, paths_of_map};
@@ -281,10 +284,18 @@ fn run(a: &Args, out: &mut dyn Write) -> Result<ExitCode, PrError> {
         policy: &policy,
         owners: owners.as_ref(),
     };
+    let runner = SystemRunner::new();
+    let map_name = sysfs
+        .dm_name(map)
+        .and_then(|dm| sysfs.map_name(&dm))
+        .unwrap_or_else(|| lu.id().to_string());
     let started = std::time::Instant::now();
     let result = match a.cmd.as_str() {
-        "acquire" => ex.acquire(),
-        "release" => ex.release(),
+        "acquire" => ex.acquire().and_then(|r| {
+            mpathd::set_map_key(&runner, &map_name, Some(me))?;
+            Ok(r)
+        }),
+        "release" => mpathd::set_map_key(&runner, &map_name, None).and_then(|_| ex.release()),
         "recheck" => ex.recheck(),
         "clear" => ex.clear(),
         "register" => ex.register_everywhere(),

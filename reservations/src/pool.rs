@@ -33,9 +33,11 @@ pub trait Liveness {
 impl Liveness for XenApi {
     fn is_live(&self, host: &PoolHost) -> Result<bool, PrError> {
         if host.metrics.is_empty() || host.metrics == "OpaqueRef:NULL" {
-            self.host_is_live(&host.host_ref).map_err(|e| PrError::Pool(Box::new(e)))
+            self.host_is_live(&host.host_ref)
+                .map_err(|e| PrError::Pool(Box::new(e)))
         } else {
-            self.host_metrics_live(&host.metrics).map_err(|e| PrError::Pool(Box::new(e)))
+            self.host_metrics_live(&host.metrics)
+                .map_err(|e| PrError::Pool(Box::new(e)))
         }
     }
 }
@@ -86,7 +88,10 @@ impl PoolKeys {
 
     /// Asks xapi (`host.get_all_records`).
     pub fn from_xapi(x: &XenApi) -> Result<PoolKeys, PrError> {
-        PoolKeys::from_records(&x.host_get_all_records().map_err(|e| PrError::Pool(Box::new(e)))?)
+        PoolKeys::from_records(
+            &x.host_get_all_records()
+                .map_err(|e| PrError::Pool(Box::new(e)))?,
+        )
     }
 
     /// The host owning `key`.

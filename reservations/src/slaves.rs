@@ -56,6 +56,11 @@ impl Sysfs {
             })
     }
 
+    /// The device-mapper name of `dm-N` (the WWID for multipath maps named by WWID).
+    pub fn map_name(&self, dm: &str) -> Option<String> {
+        read_trim(&self.root.join("block").join(dm).join("dm/name"))
+    }
+
     /// The slave devices (`sdb`, `sdc`) of a dm device.
     pub fn slaves(&self, dm: &str) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.root.join("block").join(dm).join("slaves"))
@@ -153,6 +158,7 @@ mod tests {
         assert_eq!(s.dm_name("/dev/mapper/36001405aa").as_deref(), Some("dm-3"));
         assert_eq!(s.dm_name("dm-3").as_deref(), Some("dm-3"));
         assert_eq!(s.dm_name("nope"), None);
+        assert_eq!(s.map_name("dm-3").as_deref(), Some("36001405aa"));
         assert_eq!(s.slaves("dm-3"), ["sdb", "sdc"]);
         assert!(s.running("sdb"));
         assert!(!s.running("sdc"));

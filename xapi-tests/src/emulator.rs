@@ -236,6 +236,16 @@ impl Emulator {
         Ok(out)
     }
 
+    /// Sets `host_metrics.live` of a host, as xapi does when a host stops heart-beating (or
+    /// comes back): tests use it to tell the pool a host is dead.
+    pub fn set_host_live(&self, host_ref: &str, live: bool) -> ApiResult<()> {
+        self.write(|db| {
+            let metrics = db.get("host", host_ref)?.s("metrics");
+            db.get_mut("host_metrics", &metrics)?.put_b("live", live);
+            Ok(())
+        })
+    }
+
     /// The pool's hosts, master first.
     pub fn hosts(&self) -> &[HostRt] {
         &self.hosts
@@ -602,6 +612,19 @@ mod tests {
         })
         .unwrap();
         assert!(emu.hosts()[0].env["SM_XAPI"].starts_with("unix:"));
+        let b = emu.hosts()[1].r.clone();
+        emu.set_host_live(&b, false).unwrap();
+        let live = |emu: &Emulator| {
+            emu.read(|db| {
+                let m = db.get("host", &b)?.s("metrics");
+                Ok(db.get("host_metrics", &m)?.b("live"))
+            })
+            .unwrap()
+        };
+        assert!(!live(&emu));
+        emu.set_host_live(&b, true).unwrap();
+        assert!(live(&emu));
+        assert!(emu.set_host_live("OpaqueRef:nope", false).is_err());
         drop(emu);
         let emu2 = Emulator::open(cfg, d.path().join("s.sock"), "127.0.0.1:1".into()).unwrap();
         emu2.read(|db| {

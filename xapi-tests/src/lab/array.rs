@@ -292,6 +292,16 @@ impl<'a> Array<'a> {
         })
     }
 
+    /// A new LUN whose LU has persistent reservations turned off (LIO `emulate_pr` 0: PR IN
+    /// and OUT answer INVALID OPCODE), like arrays without SCSI-3 PR.
+    pub fn add_lun_without_pr(&self, size_mb: u64) -> Result<u32, LabError> {
+        let text = self.call(&["lun-add", &size_mb.to_string(), "nopr"])?;
+        text.trim().parse().map_err(|_| LabError::ArrayOutput {
+            action: "lun-add nopr".into(),
+            detail: text.trim().to_string(),
+        })
+    }
+
     /// Unexports and deletes LUN `lun` (the hosts keep stale devices until they remove them).
     pub fn remove_lun(&self, lun: u32) -> Result<(), LabError> {
         self.call(&["lun-remove", &lun.to_string()]).map(drop)
