@@ -14,6 +14,7 @@ pub mod ext;
 pub mod file;
 pub mod filebased;
 pub mod nbd;
+pub mod reservedlun;
 pub mod vhd;
 
 #[cfg(any(test, feature = "test-utils"))]

@@ -271,7 +271,9 @@ impl FakeXapi {
 /// Stops every NBD export left under `paths` (a test that failed half-way leaves its qemu-nbd
 /// daemons running otherwise).
 pub fn stop_exports(paths: &sm_core::host::Paths) {
-    let Ok(srs) = std::fs::read_dir(paths.run_dir().join("nbd")) else { return };
+    let Ok(srs) = std::fs::read_dir(paths.run_dir().join("nbd")) else {
+        return;
+    };
     for sr in srs.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
         let sr = sr.file_name().to_string_lossy().into_owned();
         for vdi in crate::nbd::running_exports(paths, &sr) {

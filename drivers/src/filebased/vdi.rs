@@ -258,7 +258,9 @@ pub fn attach(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<AttachInfo> 
         false => None,
     };
     match elsewhere {
-        Some(host) => tracing::info!(%host, "the VDI is active on another host: opening it at vdi_activate"),
+        Some(host) => {
+            tracing::info!(%host, "the VDI is active on another host: opening it at vdi_activate")
+        }
         None => start_export(cx, &path, writable)?,
     }
     let (o_direct, o_direct_reason) = if supports_o_direct(&path) {
