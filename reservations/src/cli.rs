@@ -16,7 +16,8 @@
 //! `--host-uuid`, or the host uuid in `/etc/xensource-inventory`. Host names come from the
 //! local XenAPI (`SM_XAPI`, as root) when it answers. Every command that changes the LU needs
 //! `--yes`: without it the command says what it would do and exits 2. `acquire` and `release`
-//! also set and unset multipathd's key for the map (see [`crate::mpathd`]). `acquire` fences
+//! also set and unset multipathd's key for the map (see [`crate::mpathd`]). Every SCSI
+//! command and every fencing decision is logged to SMlog, as in plugin mode. `acquire` fences
 //! (PREEMPT AND ABORT) a holder only with `--fencing preempt-dead`, and only when the pool
 //! reports the holder's host dead or no pool host owns the key.
 
@@ -96,6 +97,8 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
 
 /// `xsm pr ARGS...`; returns the exit code (0 done, 1 failed, 2 usage or not confirmed).
 pub fn main(args: &[OsString]) -> ExitCode {
+    let paths = sm_core::host::Paths::from_env();
+    let _log = sm_core::host::log::init("SM", paths.smlog_file());
     let mut out = std::io::stdout().lock();
     let a = match parse(args) {
         Ok(a) => a,

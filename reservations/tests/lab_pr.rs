@@ -741,3 +741,90 @@ fn lab2_pr_a_lun_without_pr_support_gives_a_clear_error() {
         .unwrap_err();
     assert!(matches!(e, PrError::Unsupported { .. }), "{e:?}");
 }
+
+/// Counts the commands sent through a path.
+struct Counting {
+    inner: std::sync::Arc<dyn sm_core::scsi::ScsiTransport>,
+    n: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl sm_core::scsi::ScsiTransport for Counting {
+    fn execute(
+        &self,
+        cdb: &[u8],
+        data: sm_core::scsi::DataDir<'_>,
+        timeout: Duration,
+    ) -> Result<sm_core::scsi::Completion, sm_core::scsi::ScsiError> {
+        self.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.execute(cdb, data, timeout)
+    }
+    fn device(&self) -> &str {
+        self.inner.device()
+    }
+    fn policy(&self) -> sm_core::scsi::RetryPolicy {
+        self.inner.policy()
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Benchmark of the engine on a real 2-path LUN: acquire and release, latency and SCSI
+/// commands (the driver's vdi_activate/vdi_deactivate add their XenAPI round trips).
+#[test]
+#[ignore = "lab2"]
+fn lab2_pr_bench_acquire_release_on_a_two_path_lun() {
+    let Some(lab) = Lab::from_env() else { return };
+    let lun = 0;
+    let map = map_a(&lab, lun);
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let paths: Vec<Path> = paths_a(&map)
+        .into_iter()
+        .map(|p| Path {
+            transport: std::sync::Arc::new(Counting {
+                inner: p.transport.clone(),
+                n: n.clone(),
+            }),
+            ..p
+        })
+        .collect();
+    let lu = Lu::new(lab.lun(lun).unwrap().wwid.clone(), &paths);
+    let policy = Policy::default();
+    let owners = owners_b_live();
+    let a = exclusive(&lu, key(UUID_A), &policy, &owners);
+    let rounds = 30;
+    let (mut acq_ms, mut rel_ms) = (Vec::new(), Vec::new());
+    let (mut acq_cmds, mut rel_cmds, mut again_cmds) = (0, 0, 0);
+    for i in 0..rounds {
+        n.store(0, std::sync::atomic::Ordering::SeqCst);
+        let t = Instant::now();
+        a.acquire().unwrap();
+        acq_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        acq_cmds = n.swap(0, std::sync::atomic::Ordering::SeqCst);
+        if i == 0 {
+            a.acquire().unwrap();
+            again_cmds = n.swap(0, std::sync::atomic::Ordering::SeqCst);
+        }
+        let t = Instant::now();
+        a.release().unwrap();
+        rel_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        rel_cmds = n.swap(0, std::sync::atomic::Ordering::SeqCst);
+    }
+    let line = format!(
+        "PR-BENCH rounds={rounds} acquire_median_ms={:.2} acquire_cmds={acq_cmds} acquire_again_cmds={again_cmds} release_median_ms={:.2} release_cmds={rel_cmds}",
+        median(&mut acq_ms),
+        median(&mut rel_ms)
+    );
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+    assert_eq!(
+        acq_cmds, 5,
+        "READ FULL STATUS, 2 REGISTER AND IGNORE, RESERVE, READ FULL STATUS"
+    );
+    assert_eq!(
+        rel_cmds, 5,
+        "READ FULL STATUS, RELEASE, 2 unregister, READ FULL STATUS"
+    );
+    assert_eq!(again_cmds, 1, "an idempotent acquire only reads the state");
+}
