@@ -13,6 +13,7 @@
 pub mod ext;
 pub mod file;
 pub mod filebased;
+pub mod iscsi_sr;
 pub mod nbd;
 pub mod reservedlun;
 pub mod vhd;

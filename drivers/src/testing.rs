@@ -24,6 +24,14 @@ pub struct State {
     pub sr: BTreeMap<String, String>,
     /// Every method called, in order.
     pub calls: Vec<String>,
+    /// The host's other_config (`iscsi_iqn`, ...).
+    pub host_other_config: BTreeMap<String, String>,
+    /// Secrets by uuid.
+    pub secrets: BTreeMap<String, String>,
+    /// PBD records by ref (`SR`, `host`, `device_config`, `currently_attached`, `other_config`).
+    pub pbds: BTreeMap<String, Struct>,
+    /// The SR's sm_config.
+    pub sr_sm_config: BTreeMap<String, String>,
     next: u64,
 }
 
@@ -177,6 +185,9 @@ impl FakeXapi {
                 .find(|(_, r)| r.get("uuid").map(Value::to_text).as_deref() == Some(uuid))
                 .map(|(k, _)| k.clone())
         };
+        if let Some(v) = handle_pool(&mut st, method, p) {
+            return v;
+        }
         match method {
             "SR.get_by_uuid" => ok(Value::from(SR_REF)),
             "SR.set_physical_size"
@@ -266,6 +277,108 @@ impl FakeXapi {
             }
         }
     }
+}
+
+/// The quoted strings of a XenAPI filter expression, in order.
+fn quoted(expr: &str) -> Vec<String> {
+    expr.split('"')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s.to_string())
+        .collect()
+}
+
+fn map_of(m: &BTreeMap<String, String>) -> Value {
+    Value::string_map(m.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// host, secret, PBD and SR sm_config calls (iSCSI SRs).
+fn handle_pool(st: &mut State, method: &str, p: &[Value]) -> Option<Value> {
+    let pbd_field = |st: &mut State, r: &str| -> Option<BTreeMap<String, String>> {
+        st.pbds.get(r).map(|rec| {
+            rec.get("other_config")
+                .and_then(Value::to_string_map)
+                .unwrap_or_default()
+        })
+    };
+    Some(match method {
+        "host.get_other_config" => ok(map_of(&st.host_other_config)),
+        "secret.get_by_uuid" => {
+            let u = text(p, 1);
+            if st.secrets.contains_key(&u) {
+                ok(Value::from(format!("OpaqueRef:secret-{u}")))
+            } else {
+                fail(&["UUID_INVALID", "secret", &u])
+            }
+        }
+        "secret.get_value" => {
+            let u = text(p, 1);
+            match u
+                .strip_prefix("OpaqueRef:secret-")
+                .and_then(|k| st.secrets.get(k))
+            {
+                Some(v) => ok(Value::from(v.as_str())),
+                None => fail(&["HANDLE_INVALID", "secret", &u]),
+            }
+        }
+        "PBD.get_all_records" => ok(Value::Struct(
+            st.pbds
+                .iter()
+                .map(|(k, r)| (k.clone(), Value::Struct(r.clone())))
+                .collect(),
+        )),
+        "PBD.get_all_records_where" => {
+            let q = quoted(&text(p, 1));
+            let want = |rec: &Struct, field: &str| {
+                q.iter()
+                    .position(|x| x == field)
+                    .and_then(|i| q.get(i + 1))
+                    .is_none_or(|v| {
+                        rec.get(field).map(Value::to_text).as_deref() == Some(v.as_str())
+                    })
+            };
+            ok(Value::Struct(
+                st.pbds
+                    .iter()
+                    .filter(|(_, r)| want(r, "host") && want(r, "SR"))
+                    .map(|(k, r)| (k.clone(), Value::Struct(r.clone())))
+                    .collect(),
+            ))
+        }
+        "PBD.get_other_config" => match pbd_field(st, &text(p, 1)) {
+            Some(m) => ok(map_of(&m)),
+            None => fail(&["HANDLE_INVALID", "PBD", &text(p, 1)]),
+        },
+        "PBD.add_to_other_config" | "PBD.remove_from_other_config" => {
+            let r = text(p, 1);
+            let Some(mut m) = pbd_field(st, &r) else {
+                return Some(fail(&["HANDLE_INVALID", "PBD", &r]));
+            };
+            let k = text(p, 2);
+            if method.starts_with("PBD.add") {
+                if m.contains_key(&k) {
+                    return Some(fail(&["MAP_DUPLICATE_KEY", "PBD", "other_config", &r, &k]));
+                }
+                m.insert(k, text(p, 3));
+            } else {
+                m.remove(&k);
+            }
+            if let Some(rec) = st.pbds.get_mut(&r) {
+                rec.insert("other_config".into(), map_of(&m));
+            }
+            ok(Value::Nil)
+        }
+        "SR.get_sm_config" => ok(map_of(&st.sr_sm_config)),
+        "SR.add_to_sm_config" => {
+            st.sr_sm_config.insert(text(p, 2), text(p, 3));
+            ok(Value::Nil)
+        }
+        "SR.remove_from_sm_config" => {
+            st.sr_sm_config.remove(&text(p, 2));
+            ok(Value::Nil)
+        }
+        _ => return None,
+    })
 }
 
 /// Stops every NBD export left under `paths` (a test that failed half-way leaves its qemu-nbd

@@ -153,6 +153,7 @@ fn kind_status(k: ErrorKind) -> u8 {
         ErrorKind::Invalid
         | ErrorKind::System
         | ErrorKind::LoginRefused
+        | ErrorKind::Dns
         | ErrorKind::Unreachable => 1,
     }
 }

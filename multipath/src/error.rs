@@ -23,6 +23,8 @@ pub enum ErrorKind {
     System,
     /// iSCSI login was refused (authentication or authorisation).
     LoginRefused,
+    /// A host name does not resolve.
+    Dns,
     /// The iSCSI portal cannot be reached.
     Unreachable,
 }
@@ -132,6 +134,12 @@ pub enum MultipathError {
         /// Sessions that would keep the old name.
         sessions: usize,
     },
+    /// A portal's host name does not resolve.
+    #[error("cannot resolve {host}")]
+    Dns {
+        /// The name.
+        host: String,
+    },
     /// The portal does not accept TCP connections.
     #[error("cannot connect to {portal}: {reason}")]
     Unreachable {
@@ -152,6 +160,7 @@ impl MultipathError {
             }
             MultipathError::Timeout { .. } => ErrorKind::Timeout,
             MultipathError::Unreachable { .. } => ErrorKind::Unreachable,
+            MultipathError::Dns { .. } => ErrorKind::Dns,
             MultipathError::Iscsiadm { status, .. } => match status {
                 IscsiadmStatus::AuthFailed | IscsiadmStatus::AccessDenied => {
                     ErrorKind::LoginRefused

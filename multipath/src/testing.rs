@@ -60,9 +60,8 @@ impl Network for FakeNetwork {
         let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
         match names.get(&portal.host) {
             Some(a) => Ok(Portal::new(a, portal.port)),
-            None => Err(MultipathError::Unreachable {
-                portal: portal.to_string(),
-                reason: "the name does not resolve".into(),
+            None => Err(MultipathError::Dns {
+                host: portal.host.clone(),
             }),
         }
     }
@@ -282,6 +281,34 @@ impl LabFake {
         LabFake::from_capture("sysfs-t2.tree", "multipathd-show-maps-json-t2.stdout")
     }
 
+    /// Host A with the main target, and an iscsid played by the runner ([`SimIscsid`]): a
+    /// login to target `t2` (created on the array with CHAP `labuser`/`labsecret123`) brings
+    /// its captured sessions, LUNs, multipath maps and device nodes, logouts take them away.
+    /// Every other command is answered by [`LabFake::runner`].
+    pub fn with_iscsid() -> LabFake {
+        let mut lab = LabFake::from_capture("sysfs-base.tree", "multipathd-show-maps-json.stdout");
+        let t2 = LabFake::from_capture("sysfs-t2.tree", "multipathd-show-maps-json-t2.stdout");
+        for (wwid, lu) in &t2.lus {
+            if !lab.lus.contains_key(wwid) {
+                lab.lus.insert(wwid.clone(), lu.clone());
+                for name in ["sdm", "sdn", "sdo", "sdp"] {
+                    if let Some(p) = t2.opener.get(name)
+                        && p.lu().wwid() == *wwid
+                    {
+                        lab.opener.insert(name, p);
+                    }
+                }
+            }
+        }
+        let sim = Arc::new(SimIscsid {
+            fake: lab.runner.clone(),
+            root: lab.dir.path().to_path_buf(),
+            multipathd: lab.multipathd.clone(),
+        });
+        lab.sys.runner = sim;
+        lab
+    }
+
     /// Builds a fake from a captured sysfs tree and `show maps json` reply.
     ///
     /// # Panics
@@ -397,6 +424,78 @@ impl LabFake {
         if let Err(e) = self.sys.sysfs.write(path, value) {
             panic!("{e}");
         }
+    }
+}
+
+/// The second target of the captures.
+pub const T2_IQN: &str = "iqn.2026-01.test.lab:t2";
+
+/// An iscsid for [`LabFake::with_iscsid`]: commands are recorded and answered by a
+/// `FakeRunner`; a successful login to target t2 adds t2's captured sysfs entries, multipathd
+/// maps and `/dev/mapper` nodes; a successful logout removes that portal's session, and the
+/// maps when no t2 session is left.
+pub struct SimIscsid {
+    fake: Arc<FakeRunner>,
+    root: PathBuf,
+    multipathd: Arc<FakeMultipathd>,
+}
+
+const T2_MAPS: [&str; 2] = [
+    "360014055ab0c1de00000000000000000",
+    "360014055ab0c1de00010000000000000",
+];
+
+impl Runner for SimIscsid {
+    fn run(
+        &self,
+        cmd: &sm_core::host::Cmd,
+    ) -> std::result::Result<sm_core::host::Output, sm_core::host::RunError> {
+        let out = self.fake.run(cmd)?;
+        let argv = cmd.masked_argv();
+        let has = |w: &str| argv.iter().any(|a| a == w);
+        if argv.first().map(String::as_str) != Some("iscsiadm") || !has(T2_IQN) {
+            return Ok(out);
+        }
+        if has("-l") {
+            let _ = materialize_sysfs(&fixture("sysfs-t2.tree"), &self.root);
+            for h in ["host8", "host9"] {
+                let dir = self.root.join("sys/class/scsi_host").join(h);
+                let _ = std::fs::create_dir_all(&dir);
+                let _ = std::fs::write(dir.join("scan"), "");
+            }
+            self.multipathd.set(
+                "show maps json",
+                &fixture("multipathd-show-maps-json-t2.stdout"),
+            );
+            for w in T2_MAPS {
+                let node = self.root.join("dev/mapper").join(w);
+                let _ = std::fs::create_dir_all(self.root.join("dev/mapper"));
+                let _ = std::fs::write(node, "");
+            }
+        }
+        if has("-u") {
+            let sid = if has("10.99.0.1:3260") { 4 } else { 5 };
+            let _ = std::fs::remove_file(
+                self.root
+                    .join(format!("sys/class/iscsi_session/session{sid}")),
+            );
+            let left = ["session4", "session5"]
+                .iter()
+                .any(|s| self.root.join("sys/class/iscsi_session").join(s).exists());
+            if !left {
+                self.multipathd.set(
+                    "show maps json",
+                    &fixture("multipathd-show-maps-json.stdout"),
+                );
+                for w in T2_MAPS {
+                    let _ = std::fs::remove_file(self.root.join("dev/mapper").join(w));
+                }
+                for dm in ["dm-6", "dm-7"] {
+                    let _ = std::fs::remove_file(self.root.join("sys/block").join(dm));
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

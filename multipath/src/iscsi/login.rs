@@ -12,7 +12,7 @@
 //! that were there before the first SR came (the host's own, an administrator's) stay.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -308,9 +308,16 @@ fn connect_one(
 }
 
 /// Stops counting `sr` as a user of `target`; the last user out logs out (see the module doc).
+/// An SR that is not counted changes nothing.
 pub fn disconnect(sys: &System, target: &Iqn, sr: &str) -> Result<Released> {
     let _lock = sys.locks.acquire(LOCK_NS, target.as_str(), LOCK_WAIT)?;
     let counts = refcounts(sys);
+    if !counts.holders(target).iter().any(|h| h == sr) {
+        return Ok(Released {
+            remaining: counts.holders(target).len(),
+            ..Released::default()
+        });
+    }
     let remaining = counts.remove(target, sr)?;
     if remaining > 0 {
         return Ok(Released {
@@ -379,59 +386,6 @@ pub fn disconnect(sys: &System, target: &Iqn, sr: &str) -> Result<Released> {
     counts.clear_adopted(target)?;
     tracing::info!(target = %target, logged_out = out.logged_out.len(), "target disconnected");
     Ok(out)
-}
-
-/// Waits until every logged-in session of `target` has scanned its LUNs, then returns the
-/// disks of LU `wwid` on them. When the LU is missing, rescans the sessions once (a LUN added
-/// since login). An empty result means the target has no such LU.
-pub fn lu_disks(sys: &System, target: &Iqn, wwid: &str, deadline: Duration) -> Result<Vec<String>> {
-    let started = Instant::now();
-    let sessions = || {
-        sys.sysfs
-            .iscsi_sessions()
-            .into_iter()
-            .filter(|s| s.target == target.as_str() && s.is_logged_in())
-            .collect::<Vec<_>>()
-    };
-    loop {
-        let pending: Vec<u32> = sessions()
-            .iter()
-            .filter(|s| {
-                sys.sysfs
-                    .read(&format!(
-                        "/sys/class/iscsi_session/session{}/target_state",
-                        s.sid
-                    ))
-                    .is_some_and(|st| st != "SCANNED")
-            })
-            .map(|s| s.sid)
-            .collect();
-        if pending.is_empty() || started.elapsed() >= deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let find = || -> Vec<String> {
-        let sids: BTreeSet<u32> = sessions().iter().map(|s| s.sid).collect();
-        sys.sysfs
-            .scsi_disks()
-            .into_iter()
-            .filter(|d| d.session.is_some_and(|s| sids.contains(&s)))
-            .filter(|d| crate::discovery::disk_wwid(sys, d).as_deref() == Some(wwid))
-            .map(|d| d.name)
-            .collect()
-    };
-    let found = find();
-    if !found.is_empty() {
-        return Ok(found);
-    }
-    for s in sessions() {
-        if let Some(h) = s.host {
-            sys.sysfs
-                .write(&format!("/sys/class/scsi_host/host{h}/scan"), "- - -")?;
-        }
-    }
-    Ok(find())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 pub mod initiator;
 pub mod iscsiadm;
 pub mod login;
+pub mod luns;
 pub mod refcount;
 
 use std::fmt;
@@ -123,9 +124,8 @@ impl Portal {
             .to_socket_addrs()
             .ok()
             .and_then(|mut a| a.next())
-            .ok_or_else(|| MultipathError::Unreachable {
-                portal: self.to_string(),
-                reason: "the name does not resolve".into(),
+            .ok_or_else(|| MultipathError::Dns {
+                host: self.host.clone(),
             })
     }
 
@@ -297,7 +297,7 @@ mod tests {
         let e = Portal::new("no-such-host.invalid", 3260)
             .resolve()
             .unwrap_err();
-        assert!(e.to_string().contains("does not resolve"), "{e}");
+        assert!(matches!(e, MultipathError::Dns { .. }), "{e}");
     }
 
     #[test]

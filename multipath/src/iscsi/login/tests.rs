@@ -2,10 +2,8 @@
 //! runner: a login to target t2 brings its captured sessions, devices and maps into sysfs,
 //! a logout takes the session away.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use sm_core::host::{Cmd, Output, RunError, Runner};
 use sm_core::secret::Secret;
 use sm_core::testing::FakeRunner;
 
@@ -18,40 +16,10 @@ const SR2: &str = "0a1b2c3d-0000-4000-8000-000000000001";
 const T2: &str = "iqn.2026-01.test.lab:t2";
 const ARRAY: &str = "iqn.2026-01.test.lab:array";
 
-/// Records and scripts like `FakeRunner`; a successful login to t2 adds t2's captured sysfs
-/// entries, a successful logout removes the session of that portal.
-struct SimIscsid {
-    fake: FakeRunner,
-    root: PathBuf,
-}
-
-impl Runner for SimIscsid {
-    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
-        let out = self.fake.run(cmd)?;
-        let argv = cmd.masked_argv();
-        let has = |w: &str| argv.iter().any(|a| a == w);
-        if argv[0] == "iscsiadm" && has(T2) && has("-l") {
-            let _ = materialize_sysfs(&fixture("sysfs-t2.tree"), &self.root);
-        }
-        if argv[0] == "iscsiadm" && has(T2) && has("-u") {
-            let sid = if has("10.99.0.1:3260") { 4 } else { 5 };
-            let _ = std::fs::remove_file(
-                self.root
-                    .join(format!("sys/class/iscsi_session/session{sid}")),
-            );
-        }
-        Ok(out)
-    }
-}
-
-fn lab_with_sim() -> (LabFake, Arc<SimIscsid>) {
-    let mut lab = LabFake::base();
-    let sim = Arc::new(SimIscsid {
-        fake: FakeRunner::new(),
-        root: lab.dir.path().to_path_buf(),
-    });
-    lab.sys.runner = sim.clone();
-    (lab, sim)
+fn lab_with_sim() -> (LabFake, Arc<FakeRunner>) {
+    let lab = LabFake::with_iscsid();
+    let fake = lab.runner.clone();
+    (lab, fake)
 }
 
 fn spec(name: &str) -> TargetSpec {
@@ -66,14 +34,14 @@ fn spec(name: &str) -> TargetSpec {
     }
 }
 
-fn calls(sim: &SimIscsid) -> Vec<String> {
-    sim.fake.calls().into_iter().map(|c| c.join(" ")).collect()
+fn calls(sim: &FakeRunner) -> Vec<String> {
+    sim.calls().into_iter().map(|c| c.join(" ")).collect()
 }
 
 #[test]
 fn sessions_that_were_there_are_used_and_left_alone() {
     let (lab, sim) = lab_with_sim();
-    sim.fake.on(
+    sim.on(
         &["iscsiadm", "-m", "node"],
         0,
         &fixture("iscsiadm-node.stdout"),
@@ -92,13 +60,13 @@ fn sessions_that_were_there_are_used_and_left_alone() {
 #[test]
 fn new_sessions_are_counted_and_logged_out_by_the_last_sr() {
     let (lab, sim) = lab_with_sim();
-    sim.fake.on(
+    sim.on(
         &["iscsiadm", "-m", "node"],
         0,
         &fixture("iscsiadm-node.stdout"),
         "",
     );
-    sim.fake.on(
+    sim.on(
         &["iscsiadm", "-m", "iface"],
         0,
         &fixture("iscsiadm-iface.stdout"),
@@ -117,16 +85,15 @@ fn new_sessions_are_counted_and_logged_out_by_the_last_sr() {
             "default",
             "--discover",
         ];
-        sim.fake
-            .on(&argv, 0, &fixture("iscsiadm-discovery-t2.stdout"), "");
+        sim.on(&argv, 0, &fixture("iscsiadm-discovery-t2.stdout"), "");
     }
-    sim.fake.on(
+    sim.on(
         &["iscsiadm", "-m", "node", "-p", "10.99.0.1:3260", "-T", T2],
         0,
         "",
         "",
     );
-    sim.fake.on(
+    sim.on(
         &["iscsiadm", "-m", "node", "-p", "10.99.0.1:3260", "-T", T2],
         0,
         "node.session.timeo.replacement_timeout = 120\n",
@@ -151,7 +118,7 @@ fn new_sessions_are_counted_and_logged_out_by_the_last_sr() {
         "{cmds:?}"
     );
     // A second SR: counted, nothing run.
-    sim.fake.on(
+    sim.on(
         &["iscsiadm", "-m", "node"],
         0,
         &fixture("iscsiadm-discovery-t2.stdout"),
@@ -189,13 +156,13 @@ fn new_sessions_are_counted_and_logged_out_by_the_last_sr() {
 #[test]
 fn refused_login_leaves_nothing_behind() {
     let (lab, sim) = lab_with_sim();
-    sim.fake.on(
+    sim.on(
         &["iscsiadm", "-m", "node"],
         0,
         &fixture("iscsiadm-discovery-t2.stdout"),
         "",
     );
-    sim.fake.on(
+    sim.on(
         &[
             "iscsiadm",
             "-m",
@@ -233,11 +200,11 @@ fn unreachable_portals_and_unknown_targets() {
     let mut bad = spec(T2);
     bad.hosts = vec![Portal::new("array.invalid", 3260)];
     let e = connect(&lab.sys, &bad, SR1).unwrap_err();
-    assert!(e.to_string().contains("does not resolve"), "{e}");
+    assert_eq!(e.kind(), crate::ErrorKind::Dns, "{e}");
 
     let (lab, sim) = lab_with_sim();
     lab.net.set_up("10.99.0.2:3260", false);
-    sim.fake.on(
+    sim.on(
         &["iscsiadm", "-m", "discovery"],
         0,
         &fixture("iscsiadm-discovery-t2.stdout"),
@@ -251,7 +218,7 @@ fn unreachable_portals_and_unknown_targets() {
 #[test]
 fn not_multihomed_uses_only_the_listed_hosts() {
     let (lab, sim) = lab_with_sim();
-    sim.fake.on(
+    sim.on(
         &["iscsiadm", "-m", "node"],
         0,
         &fixture("iscsiadm-discovery-t2.stdout"),
@@ -267,7 +234,7 @@ fn not_multihomed_uses_only_the_listed_hosts() {
 #[test]
 fn a_map_in_use_keeps_the_sessions() {
     let (lab, sim) = lab_with_sim();
-    sim.fake.on(
+    sim.on(
         &["iscsiadm", "-m", "node"],
         0,
         &fixture("iscsiadm-discovery-t2.stdout"),
@@ -293,7 +260,7 @@ fn lu_disks_on_the_target() {
     let (lab, _sim) = lab_with_sim();
     materialize_sysfs(&fixture("sysfs-t2.tree"), lab.dir.path()).unwrap();
     let t2 = Iqn::new(T2).unwrap();
-    let d = lu_disks(
+    let d = crate::iscsi::luns::lu_disks(
         &lab.sys,
         &t2,
         "360014055ab0c1de00010000000000000",
@@ -306,7 +273,7 @@ fn lu_disks_on_the_target() {
     std::fs::create_dir_all(scan.parent().unwrap()).unwrap();
     let scan9 = lab.sys.sysfs.path("/sys/class/scsi_host/host9/scan");
     std::fs::create_dir_all(scan9.parent().unwrap()).unwrap();
-    let none = lu_disks(
+    let none = crate::iscsi::luns::lu_disks(
         &lab.sys,
         &t2,
         "360014055ab0c0de00000000000000000",
@@ -315,4 +282,24 @@ fn lu_disks_on_the_target() {
     .unwrap();
     assert!(none.is_empty());
     assert_eq!(std::fs::read_to_string(scan).unwrap(), "- - -");
+}
+
+#[test]
+fn target_luns_list_each_lu_once() {
+    let (lab, _sim) = lab_with_sim();
+    materialize_sysfs(&fixture("sysfs-t2.tree"), lab.dir.path()).unwrap();
+    let luns =
+        crate::iscsi::luns::target_luns(&lab.sys, &Iqn::new(T2).unwrap(), Duration::from_secs(1));
+    assert_eq!(luns.len(), 2);
+    assert_eq!(luns[1].lun, 1);
+    assert_eq!(luns[1].serial, "5ab0c1de0001");
+    assert_eq!(luns[1].size, 64 << 20);
+    assert_eq!(luns[1].vendor, "LIO-ORG");
+    assert_eq!(luns[1].devices, ["sdn", "sdp"]);
+    let main = crate::iscsi::luns::target_luns(
+        &lab.sys,
+        &Iqn::new(ARRAY).unwrap(),
+        Duration::from_secs(1),
+    );
+    assert_eq!(main.len(), 6);
 }
