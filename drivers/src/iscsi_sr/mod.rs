@@ -431,18 +431,7 @@ impl<'a> IscsiSr<'a> {
     /// Stops using the targets `sr` is counted on; the last SR out logs out (the sessions SRs
     /// made only) after flushing their maps.
     pub fn disconnect(&self, sr: &str) -> SmResult<()> {
-        let counts = multipath::iscsi::refcount::RefCounts::new(
-            self.sys.paths.iscsi_ref_dir(),
-            self.sys.paths.run_dir().join("iscsi-adopted"),
-        );
-        let targets: Vec<Iqn> = std::fs::read_dir(self.sys.paths.iscsi_ref_dir())
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter_map(|e| Iqn::new(&e.file_name().to_string_lossy()).ok())
-                    .filter(|t| counts.holders(t).iter().any(|h| h == sr))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let targets = self.counted_targets(sr);
         for t in targets {
             let r =
                 login::disconnect(self.sys, &t, sr).map_err(|e| fault(SmCode::ISCSILogout, e))?;
@@ -451,6 +440,73 @@ impl<'a> IscsiSr<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Logs `sr` in on the target's portals and waits for the sessions to report their LUNs
+    /// (an SR using every LUN of the target: `reservedlun`). Returns the targets logged in.
+    pub fn attach_target(&self, sr: &str) -> SmResult<Vec<Iqn>> {
+        let target = self.require_target()?;
+        let conns = self.login(target, sr)?;
+        let targets: Vec<Iqn> = conns.into_iter().map(|c| c.target).collect();
+        for t in &targets {
+            luns::wait_scanned(self.sys, t, LUN_TIMEOUT);
+        }
+        Ok(targets)
+    }
+
+    /// The targets `sr` is counted on (logged in by [`IscsiSr::connect`] or
+    /// [`IscsiSr::attach_target`] and not yet disconnected).
+    pub fn counted_targets(&self, sr: &str) -> Vec<Iqn> {
+        let counts = multipath::iscsi::refcount::RefCounts::new(
+            self.sys.paths.iscsi_ref_dir(),
+            self.sys.paths.run_dir().join("iscsi-adopted"),
+        );
+        std::fs::read_dir(self.sys.paths.iscsi_ref_dir())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| Iqn::new(&e.file_name().to_string_lossy()).ok())
+                    .filter(|t| counts.holders(t).iter().any(|h| h == sr))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The LUNs of the targets `sr` is logged in to (no login: after
+    /// [`IscsiSr::attach_target`]).
+    pub fn luns(&self, sr: &str) -> Vec<luns::TargetLun> {
+        let mut all = Vec::new();
+        for t in self.counted_targets(sr) {
+            all.extend(luns::target_luns(self.sys, &t, LUN_TIMEOUT));
+        }
+        all.sort_by(|a, b| (a.lun, &a.scsi_id).cmp(&(b.lun, &b.scsi_id)));
+        all.dedup_by(|a, b| a.scsi_id == b.scsi_id);
+        all
+    }
+
+    /// Makes LU `scsi_id` of the targets `sr` is logged in to usable: its multipath map with
+    /// every path, an active/optimized group serving it (see [`IscsiSr::connect`]). Fault 107
+    /// when the sessions have no such LU.
+    pub fn open(&self, sr: &str, scsi_id: &str) -> SmResult<Lun> {
+        let targets = self.counted_targets(sr);
+        if targets.is_empty() {
+            return Err(SmError::msg(
+                SmCode::SRUnavailable,
+                "no iSCSI session to the SR's target: the SR is not attached on this host",
+            ));
+        }
+        self.settle(scsi_id, &targets)
+    }
+
+    /// Removes LU `scsi_id`'s multipath map (`multipath -f`); no map is not an error, a map
+    /// still open is (`SRUnavailable`).
+    pub fn close(&self, scsi_id: &str) -> SmResult<()> {
+        let map = dm::show_map(self.sys.multipathd.as_ref(), scsi_id)
+            .map_err(|e| fault(SmCode::SRUnavailable, e))?;
+        match map {
+            None => Ok(()),
+            Some(m) => dm::flush(self.sys.runner.as_ref(), &m.name)
+                .map_err(|e| fault(SmCode::SRUnavailable, e)),
+        }
     }
 
     /// Runs `f` with the LU connected under a temporary id, then disconnects (sr_create,

@@ -218,7 +218,7 @@ fn missing_target_iqn_lists_the_targets() {
 fn missing_scsi_id_lists_the_luns_and_logs_out() {
     let w = world();
     script_t2_discovery(&w.lab);
-    let req = request(&T2_DCONF[..]);
+    let req = request(T2_DCONF);
     let cx = Ctx::new(&req, &w.host);
     let sr = IscsiSr::load(&cx, &w.lab.sys, true).unwrap();
     let e = sr.require_complete().unwrap_err();
@@ -292,7 +292,7 @@ fn bad_input_leaves_nothing_logged_in() {
     // A SCSI id the target does not expose.
     let w = world();
     script_t2_discovery(&w.lab);
-    let req = request(&T2_DCONF[..]);
+    let req = request(T2_DCONF);
     let cx = Ctx::new(&req, &w.host);
     let sr = IscsiSr::load(&cx, &w.lab.sys, true).unwrap();
     let e = sr
@@ -345,7 +345,7 @@ fn bad_input_leaves_nothing_logged_in() {
         "",
         &fixture("iscsiadm-login-wrong-chap.stderr"),
     );
-    let req = request(&T2_DCONF[..]);
+    let req = request(T2_DCONF);
     let cx = Ctx::new(&req, &w.host);
     let sr = IscsiSr::load(&cx, &w.lab.sys, true).unwrap();
     assert_eq!(sr.connect(SR, LUN1).unwrap_err().code.value(), 68);
@@ -355,7 +355,7 @@ fn bad_input_leaves_nothing_logged_in() {
     let w = world();
     w.lab.net.set_up("10.99.0.1:3260", false);
     w.lab.net.set_up("10.99.0.2:3260", false);
-    let req = request(&T2_DCONF[..]);
+    let req = request(T2_DCONF);
     let cx = Ctx::new(&req, &w.host);
     let sr = IscsiSr::load(&cx, &w.lab.sys, true).unwrap();
     assert_eq!(sr.connect(SR, LUN1).unwrap_err().code.value(), 141);
@@ -404,7 +404,7 @@ fn an_lu_without_optimized_group_gets_one() {
     let lu = w.lab.lu(LUN1);
     lu.set_group_state(sm_core::scsi::TpgId(1), AccessState::Standby);
     lu.set_group_state(sm_core::scsi::TpgId(2), AccessState::Standby);
-    let req = request(&T2_DCONF[..]);
+    let req = request(T2_DCONF);
     let cx = Ctx::new(&req, &w.host);
     let mut sr = IscsiSr::load(&cx, &w.lab.sys, true).unwrap();
     sr.alua_deadlines.host = Duration::ZERO;
@@ -416,4 +416,37 @@ fn an_lu_without_optimized_group_gets_one() {
         Some(AccessState::ActiveOptimized)
     );
     sr.disconnect(SR).unwrap();
+}
+
+#[test]
+fn a_target_attached_whole_opens_and_closes_luns() {
+    let w = world();
+    script_t2_discovery(&w.lab);
+    let req = request(T2_DCONF);
+    let cx = Ctx::new(&req, &w.host);
+    let sr = IscsiSr::load(&cx, &w.lab.sys, true).unwrap();
+    assert_eq!(
+        code(sr.open(SR, LUN1)),
+        47,
+        "not attached yet: SRUnavailable"
+    );
+    assert!(sr.luns(SR).is_empty());
+    let targets = sr.attach_target(SR).unwrap();
+    assert_eq!(
+        targets.iter().map(Iqn::as_str).collect::<Vec<_>>(),
+        [T2_IQN]
+    );
+    assert_eq!(sr.counted_targets(SR), targets);
+    let luns = sr.luns(SR);
+    assert_eq!(luns.iter().map(|l| l.lun).collect::<Vec<_>>(), [0, 1]);
+    let lun = sr.open(SR, LUN1).unwrap();
+    assert_eq!(lun.map, w.lab.sys.dev_path(&format!("mapper/{LUN1}")));
+    assert_eq!((lun.active_paths, lun.total_paths), (2, 2));
+    assert_eq!(code(sr.open(SR, "360014055ab0c1de00990000000000000")), 107);
+    sr.close(LUN1).unwrap();
+    let calls: Vec<String> = w.lab.runner.calls().iter().map(|c| c.join(" ")).collect();
+    assert!(calls.contains(&format!("multipath -f {LUN1}")), "{calls:?}");
+    sr.disconnect(SR).unwrap();
+    assert_eq!(t2_sessions(&w), 0);
+    assert!(sr.counted_targets(SR).is_empty());
 }
