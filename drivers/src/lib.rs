@@ -14,6 +14,7 @@ pub mod ext;
 pub mod file;
 pub mod filebased;
 pub mod iscsi_sr;
+pub mod multipathlvmoiscsi;
 pub mod nbd;
 pub mod reservedlun;
 pub mod vhd;

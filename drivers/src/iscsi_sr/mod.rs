@@ -523,4 +523,4 @@ impl<'a> IscsiSr<'a> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

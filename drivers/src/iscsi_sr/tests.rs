@@ -15,17 +15,18 @@ use sm_core::xmlrpc::{Struct, Value};
 use super::*;
 use crate::testing::FakeXapi;
 
-const SR: &str = "7f0e1c3a-1b2c-4d5e-8f90-a1b2c3d4e5f6";
-const HOST: &str = "OpaqueRef:host-a";
-const LUN1: &str = "360014055ab0c1de00010000000000000";
+pub(crate) const SR: &str = "7f0e1c3a-1b2c-4d5e-8f90-a1b2c3d4e5f6";
+pub(crate) const HOST: &str = "OpaqueRef:host-a";
+pub(crate) const LUN1: &str = "360014055ab0c1de00010000000000000";
 
-struct World {
-    lab: LabFake,
-    xapi: FakeXapi,
-    host: Host,
+/// The lab's host A (fake) with a fake XenAPI holding this SR's PBD.
+pub(crate) struct World {
+    pub(crate) lab: LabFake,
+    pub(crate) xapi: FakeXapi,
+    pub(crate) host: Host,
 }
 
-fn world() -> World {
+pub(crate) fn world() -> World {
     let lab = LabFake::with_iscsid();
     let f = lab.sys.paths.host("/etc/iscsi/initiatorname.iscsi");
     std::fs::create_dir_all(f.parent().unwrap()).unwrap();
@@ -56,7 +57,7 @@ fn world() -> World {
     World { lab, xapi, host }
 }
 
-fn request(dconf: &[(&str, &str)]) -> Request {
+pub(crate) fn request(dconf: &[(&str, &str)]) -> Request {
     Request {
         command_name: "sr_attach".into(),
         host_ref: HOST.into(),
@@ -73,14 +74,14 @@ fn request(dconf: &[(&str, &str)]) -> Request {
     }
 }
 
-const T2_DCONF: &[(&str, &str)] = &[
+pub(crate) const T2_DCONF: &[(&str, &str)] = &[
     ("target", "10.99.0.1,10.99.0.2"),
     ("targetIQN", T2_IQN),
     ("chapuser", "labuser"),
     ("chappassword_secret", "5ec0e7-0001"),
 ];
 
-fn script_t2_discovery(lab: &LabFake) {
+pub(crate) fn script_t2_discovery(lab: &LabFake) {
     for p in ["10.99.0.1:3260", "10.99.0.2:3260"] {
         lab.runner.on(
             &[
@@ -102,12 +103,12 @@ fn script_t2_discovery(lab: &LabFake) {
     }
 }
 
-fn t2_sessions(w: &World) -> usize {
+pub(crate) fn t2_sessions(w: &World) -> usize {
     multipath::iscsi::login::logged_in(&w.lab.sys, &multipath::iscsi::Iqn::new(T2_IQN).unwrap())
         .len()
 }
 
-fn code(r: SmResult<impl std::fmt::Debug>) -> i32 {
+pub(crate) fn code(r: SmResult<impl std::fmt::Debug>) -> i32 {
     r.unwrap_err().code.value()
 }
 

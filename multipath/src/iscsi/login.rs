@@ -230,12 +230,11 @@ fn connect_one(
     let _lock = sys.locks.acquire(LOCK_NS, iqn.as_str(), LOCK_WAIT)?;
     let counts = refcounts(sys);
     let before = logged_in(sys, iqn);
-    let others: Vec<String> = counts
-        .holders(iqn)
-        .into_iter()
-        .filter(|h| h != sr)
-        .collect();
-    if others.is_empty() {
+    let holders = counts.holders(iqn);
+    let others: Vec<String> = holders.iter().filter(|h| *h != sr).cloned().collect();
+    // The first user records the sessions that were there before SRs came; an SR connecting
+    // again (pbd-plug twice) must not adopt the sessions it made itself.
+    if holders.is_empty() {
         counts.set_adopted(iqn, &before)?;
     }
     let adm = iscsiadm(sys);
@@ -287,7 +286,9 @@ fn connect_one(
                     tracing::warn!(portal = %p, "logout after a failed login: {e}");
                 }
             }
-            counts.clear_adopted(iqn)?;
+            if holders.is_empty() {
+                counts.clear_adopted(iqn)?;
+            }
         }
         return Err(fatal.unwrap_or_else(|| match failed.first() {
             Some((p, why)) => MultipathError::Unreachable {

@@ -1,0 +1,3 @@
+//! `MultipathLVMoISCSISR` (type `multipathlvmoiscsi`).
+
+pub mod lun;
