@@ -120,7 +120,7 @@ pub fn run_variant(setup: &Setup, work: &Path, variant: &Variant) -> Result<Outc
     let state = work.join("state");
     let sm_root = match variant {
         Variant::File { .. } => Some(work.join("root")),
-        Variant::Block { .. } => None,
+        Variant::Block { .. } | Variant::DeviceConfig { .. } => None,
     };
     let config = Config::two_local_hosts(&state, &setup.plugin_dir, sm_root.as_deref());
     let started = Instant::now();
@@ -186,6 +186,18 @@ pub fn run_variant(setup: &Setup, work: &Path, variant: &Variant) -> Result<Outc
         Variant::Block { device, types } => {
             format!("appendix script, {} SR on {device}", types.join(" + "))
         }
+        Variant::DeviceConfig {
+            sr_type,
+            device_config,
+        } => format!(
+            "appendix script, {sr_type} SR ({})",
+            device_config
+                .iter()
+                .filter(|(k, _)| !k.contains("password"))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
     };
     let summary = report::summary(
         &title,

@@ -10,6 +10,9 @@
 //!   `device-config-device=$DEV` becomes `device-config:location=$DEV`; `LOGFILE` moves into the
 //!   run directory; the `rm -f /var/run/sr-mount/...` hack honours `$SM_ROOT`; the final
 //!   `run_ops` calls become one for `SR_TYPE='file'`.
+//! - [`Variant::DeviceConfig`]: a derived copy for an SR type with other device_config keys
+//!   (`multipathlvmoiscsi`): each `device-config-device=$DEV` becomes the given
+//!   `device-config:<key>=<value>` list, the final `run_ops` calls one for that type.
 //!
 //! The script's `sleep 30`/`sleep 10` wait for nothing the emulator does: a `sleep` shim earlier
 //! on PATH shortens them to 0.1 s unless real sleeps are asked for. Every `xe` invocation's
@@ -40,6 +43,14 @@ pub enum Variant {
         device: String,
         /// The SR types to run, in the script's order (`lvm`, `ext`).
         types: Vec<String>,
+    },
+    /// One SR type whose device_config is not `device` (iSCSI: `target`, `targetIQN`,
+    /// `SCSIid`, CHAP): a derived copy of the script.
+    DeviceConfig {
+        /// The SR type.
+        sr_type: String,
+        /// device_config, in order.
+        device_config: Vec<(String, String)>,
     },
 }
 
@@ -158,6 +169,36 @@ pub fn file_variant(script: &str, location: &Path, cmdlog: &Path) -> Result<Stri
     )
 }
 
+/// The derived copy for an SR type with its own device_config keys (see the module
+/// documentation). Values must not need shell quoting.
+pub fn device_config_variant(
+    script: &str,
+    sr_type: &str,
+    device_config: &[(String, String)],
+) -> Result<String, ScriptError> {
+    if let Some((k, v)) = device_config.iter().find(|(k, v)| {
+        !format!("{k}{v}")
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".,:-_/@=*".contains(c))
+    }) {
+        return Err(ScriptError::Derive(format!(
+            "device_config {k}={v} needs quoting"
+        )));
+    }
+    let dconf = device_config
+        .iter()
+        .map(|(k, v)| format!("device-config:{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let s = replace_n(script, "device-config-device=$DEV", &dconf, 3)?;
+    replace_n(
+        &s,
+        "SR_TYPE='lvm'\nrun_ops\n\nSR_TYPE='ext'\nrun_ops\n",
+        &format!("SR_TYPE='{sr_type}'\nrun_ops\n"),
+        1,
+    )
+}
+
 const SLEEP_SHIM: &str = "#!/bin/sh\n# Appendix runner shim: the script's sleeps wait for nothing the emulator does.\nexec /bin/sleep 0.1\n";
 
 /// Prepares the script to run and its environment, then runs it with bash.
@@ -174,6 +215,15 @@ pub fn run(spec: &RunSpec) -> Result<RunResult, ScriptError> {
                 file_variant(&text, location, &spec.work.join("CMDlog"))?,
             )
             .map_err(io("writing the script"))?;
+            (p.clone(), vec![p.display().to_string()])
+        }
+        Variant::DeviceConfig {
+            sr_type,
+            device_config,
+        } => {
+            let p = spec.work.join(format!("test-script.{sr_type}.sh"));
+            std::fs::write(&p, device_config_variant(&text, sr_type, device_config)?)
+                .map_err(io("writing the script"))?;
             (p.clone(), vec![p.display().to_string()])
         }
         Variant::Block { device, types } => {
@@ -306,5 +356,28 @@ mod tests {
         assert!(f.trim_end().ends_with("SR_TYPE='file'\nrun_ops"));
         assert_eq!(s.lines().count() - 3, f.lines().count());
         assert!(file_variant("echo hi", Path::new("/x"), Path::new("/y")).is_err());
+    }
+
+    #[test]
+    fn device_config_variant_edits_are_the_documented_ones() {
+        let s = script();
+        let dc: Vec<(String, String)> = [
+            ("target", "10.99.0.1,10.99.0.2"),
+            ("targetIQN", "iqn.2026-01.test.lab:t2"),
+            ("SCSIid", "36001405abc"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec();
+        let v = device_config_variant(&s, "multipathlvmoiscsi", &dc).unwrap();
+        let want = "device-config:target=10.99.0.1,10.99.0.2 device-config:targetIQN=iqn.2026-01.test.lab:t2 device-config:SCSIid=36001405abc";
+        assert_eq!(v.matches(want).count(), 3);
+        assert!(!v.contains("device-config-device"));
+        assert!(
+            v.trim_end()
+                .ends_with("SR_TYPE='multipathlvmoiscsi'\nrun_ops")
+        );
+        assert_eq!(s.lines().count() - 3, v.lines().count());
+        let bad = vec![("chappassword".to_string(), "a b".to_string())];
+        assert!(device_config_variant(&s, "x", &bad).is_err());
     }
 }
