@@ -12,8 +12,9 @@
 //! | [`errors`] | the SMAPI error table and fault rendering (one place) |
 //! | [`driver`], [`dispatch`] | the driver trait, capabilities, the call pipeline |
 //! | [`xenapi`] | the XenAPI client for the session xapi passes |
-//! | [`host`] | the command runner, sm-compatible locks, SMlog, host paths |
+//! | [`host`] | the command runner, sm-compatible locks, SMlog, host paths, block devices |
 //! | [`scsi`] | SCSI over SG_IO: INQUIRY/VPD, ALUA (RTPG/STPG), persistent reservations |
+//! | [`lvm`] | LVM through lvm2: typed commands, the JSON report, failures as SMAPI codes, PV checks |
 //! | [`ids`], [`secret`] | validated ids and masked secrets |
 
 pub mod dispatch;
@@ -21,6 +22,7 @@ pub mod driver;
 pub mod errors;
 pub mod host;
 pub mod ids;
+pub mod lvm;
 pub mod request;
 pub mod response;
 pub mod scsi;

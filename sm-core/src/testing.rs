@@ -30,6 +30,7 @@ pub struct Scripted {
 pub struct FakeRunner {
     script: Mutex<VecDeque<Scripted>>,
     calls: Mutex<Vec<Vec<String>>>,
+    envs: Mutex<Vec<Vec<(String, String)>>>,
 }
 
 impl FakeRunner {
@@ -56,6 +57,11 @@ impl FakeRunner {
     pub fn calls(&self) -> Vec<Vec<String>> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// The environment overrides of every command run so far, in the order of [`Self::calls`].
+    pub fn envs(&self) -> Vec<Vec<(String, String)>> {
+        self.envs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl Runner for FakeRunner {
@@ -65,6 +71,10 @@ impl Runner for FakeRunner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(argv.clone());
+        self.envs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(cmd.env_vars().to_vec());
         let mut script = self.script.lock().unwrap_or_else(|p| p.into_inner());
         let hit = script
             .iter()

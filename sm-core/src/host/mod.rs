@@ -1,5 +1,7 @@
-//! What a driver needs from the host: the command runner, locks, SMlog, and host paths.
+//! What a driver needs from the host: the command runner, locks, SMlog, host paths, and facts
+//! about block devices.
 
+pub mod block;
 pub mod clock;
 pub mod lock;
 pub mod log;
