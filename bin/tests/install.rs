@@ -98,7 +98,7 @@ fn adds_missing_types_and_removes_only_those() {
     let conf = "sm-plugins=nfs iscsi\n";
     std::fs::write(d.path().join("etc/xapi.conf"), conf).unwrap();
     install(d.path(), &[]);
-    assert_eq!(plugins_line(d.path()), "sm-plugins=nfs iscsi file ext");
+    assert_eq!(plugins_line(d.path()), "sm-plugins=nfs iscsi file ext lvm");
     install(d.path(), &["--uninstall"]);
     assert_eq!(
         std::fs::read_to_string(d.path().join("etc/xapi.conf")).unwrap(),

@@ -14,7 +14,7 @@ use sm_core::driver::Ctx;
 use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::xenapi::XenApi;
 
-use super::vdi::vdi_ref;
+use crate::vdi_record::vdi_ref;
 
 /// The pool-wide activation mutex key.
 pub const ACTIVATING: &str = "activating";

@@ -187,7 +187,7 @@ impl Backing for FileBacking {
         let found = match layout::read_marker(&dir) {
             Some(uuid) => {
                 let (size, _) = layout::fs_sizes(&dir)?;
-                vec![layout::ProbedSr {
+                vec![crate::probe::ProbedSr {
                     uuid,
                     devlist: dir.display().to_string(),
                     size,
@@ -195,6 +195,6 @@ impl Backing for FileBacking {
             }
             None => Vec::new(),
         };
-        Ok(layout::srlist_xml(&found))
+        Ok(crate::probe::srlist_xml(&found))
     }
 }

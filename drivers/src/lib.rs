@@ -5,18 +5,29 @@
 //! |---|---|---|
 //! | `FileSR` | `file` | [`file`]: VHD files in a local directory |
 //! | `EXTSR` | `ext` | [`ext`]: VHD files on an ext4 filesystem made on a local device |
+//! | `LVMSR` | `lvm` | [`lvm`]: raw logical volumes in a volume group on local devices |
 //!
-//! Drivers are thin: they compose sm-core (request/response, errors, runner, locks, XenAPI) and
-//! the shared pieces here ([`filebased`], [`vhd`], [`nbd`]). They never parse XML, build CDBs or
-//! spawn processes themselves.
+//! Drivers are thin: they compose sm-core (request/response, errors, runner, locks, XenAPI, LVM)
+//! and the shared pieces here: [`filebased`] and [`lvmbased`] (everything an SR of VHD files or
+//! of logical volumes does), [`vhd`], [`nbd`], [`blockcopy`], and what every driver does on the
+//! XenAPI side ([`activation`], [`scan`], [`probe`], [`static_vdi`], [`vdi_record`]). They never
+//! parse XML, build CDBs or spawn processes themselves.
 
+pub mod activation;
+pub mod blockcopy;
 pub mod ext;
 pub mod file;
 pub mod filebased;
 pub mod iscsi_sr;
+pub mod lvm;
+pub mod lvmbased;
 pub mod multipathlvmoiscsi;
 pub mod nbd;
+pub mod probe;
 pub mod reservedlun;
+pub mod scan;
+pub mod static_vdi;
+pub mod vdi_record;
 pub mod vhd;
 
 #[cfg(any(test, feature = "test-utils"))]
@@ -25,7 +36,7 @@ pub mod testing;
 use sm_core::Driver;
 
 /// Every driver, in the order `--help` lists them.
-pub static DRIVERS: &[&dyn Driver] = &[&file::DRIVER, &ext::DRIVER];
+pub static DRIVERS: &[&dyn Driver] = &[&file::DRIVER, &ext::DRIVER, &lvm::DRIVER];
 
 /// The SR type a plugin name stands for: the name without its `SR` suffix, lowercased
 /// (`EXTSR` -> `ext`, `LVMoISCSISR` -> `lvmoiscsi`), as xapi derives it.

@@ -1,7 +1,8 @@
 //! Test doubles for whole driver calls (feature `test-utils`): a tiny XenAPI server on a Unix
-//! socket that keeps an SR and its VDI records and records every call, and loop devices for the
-//! root tests. The full xapi emulator lives in `xapi-tests`; this is only what the driver tests
-//! need.
+//! socket that keeps an SR and its VDI records and records every call, a harness that runs
+//! whole SMAPI calls of a driver through `dispatch::run` against it ([`Calls`]), and loop devices
+//! for the root tests. The full xapi emulator lives in `xapi-tests`; this is only what the driver
+//! tests need.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -379,6 +380,159 @@ fn handle_pool(st: &mut State, method: &str, p: &[Value]) -> Option<Value> {
         }
         _ => return None,
     })
+}
+
+/// Whole SMAPI calls of one driver on one SR, as xapi makes them (untyped strings, every key),
+/// through `dispatch::run` with a temporary host root and a [`FakeXapi`].
+pub struct Calls {
+    /// The host services the calls run with.
+    pub host: sm_core::driver::Host,
+    /// The XenAPI server the calls use.
+    pub xapi: FakeXapi,
+    /// The SR uuid.
+    pub sr: String,
+    /// The calling host's ref.
+    pub host_ref: String,
+    /// device_config (without `SRmaster`, added per call).
+    pub dconf: BTreeMap<String, String>,
+    /// `SRmaster` of the calls.
+    pub master: bool,
+    driver: &'static dyn sm_core::Driver,
+    _dir: tempfile::TempDir,
+}
+
+impl Calls {
+    /// Calls of `driver` on SR `sr` with `dconf`, commands run by `runner`.
+    pub fn new(
+        driver: &'static dyn sm_core::Driver,
+        runner: Arc<dyn Runner>,
+        sr: &str,
+        dconf: &[(&str, &str)],
+    ) -> std::io::Result<Calls> {
+        let dir = tempfile::Builder::new()
+            .prefix("c")
+            .rand_bytes(6)
+            .tempdir_in("/tmp")?;
+        let xapi = FakeXapi::start(&dir.path().join("xapi"))?;
+        let host = sm_core::driver::Host::with(
+            runner,
+            &dir.path().join("root"),
+            sm_core::xenapi::Endpoint::Unix(xapi.socket.clone()),
+        );
+        Ok(Calls {
+            host,
+            xapi,
+            sr: sr.into(),
+            host_ref: "OpaqueRef:host-a".into(),
+            dconf: dconf
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            master: true,
+            driver,
+            _dir: dir,
+        })
+    }
+
+    /// The methodCall of `cmd` with `args` and the extra keys `extra` (which override).
+    pub fn method_call(&self, cmd: &str, args: &[&str], extra: &[(&str, &str)]) -> String {
+        let mut m = Struct::new();
+        m.insert("host_ref".into(), Value::from(self.host_ref.as_str()));
+        m.insert("command".into(), Value::from(cmd));
+        m.insert(
+            "args".into(),
+            Value::Array(args.iter().map(|a| Value::from(*a)).collect()),
+        );
+        let mut dc = self.dconf.clone();
+        dc.insert("SRmaster".into(), self.master.to_string());
+        m.insert(
+            "device_config".into(),
+            Value::string_map(dc.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        );
+        for (k, v) in [
+            ("session_ref", "OpaqueRef:session"),
+            ("sr_ref", SR_REF),
+            ("sr_uuid", self.sr.as_str()),
+        ]
+        .iter()
+        .chain(extra)
+        {
+            m.insert(k.to_string(), Value::from(*v));
+        }
+        xmlrpc::write_call(cmd, &[Value::Struct(m)], xmlrpc::StringStyle::Untyped)
+    }
+
+    /// Runs the plugin on a methodCall; the result value or the fault.
+    pub fn run_xml(&self, xml: &str) -> Result<Value, (i32, String)> {
+        let plugin = self.driver.info().plugin;
+        let out = sm_core::dispatch::run(
+            &[
+                std::ffi::OsString::from(plugin),
+                std::ffi::OsString::from(xml),
+            ],
+            self.driver,
+            &self.host,
+        );
+        response(&out.stdout)
+    }
+
+    /// An SR-level call.
+    pub fn call(&self, cmd: &str, args: &[&str]) -> Result<Value, (i32, String)> {
+        self.run_xml(&self.method_call(cmd, args, &[]))
+    }
+
+    /// A call with extra keys.
+    pub fn call_with(
+        &self,
+        cmd: &str,
+        args: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Result<Value, (i32, String)> {
+        self.run_xml(&self.method_call(cmd, args, extra))
+    }
+
+    /// A VDI call on the VDI `vdi` (its ref as the fake knows it, location = uuid).
+    pub fn vdi_call(&self, cmd: &str, args: &[&str], vdi: &str) -> Result<Value, (i32, String)> {
+        let r = self
+            .xapi
+            .vdi(vdi)
+            .map(|(r, _)| r)
+            .unwrap_or_else(|| "OpaqueRef:NULL".into());
+        self.call_with(
+            cmd,
+            args,
+            &[("vdi_ref", &r), ("vdi_uuid", vdi), ("vdi_location", vdi)],
+        )
+    }
+}
+
+/// The fault code of a call that must fail.
+pub fn fault_code(r: Result<Value, (i32, String)>) -> i32 {
+    match r {
+        Ok(v) => panic!("expected a fault, got {v:?}"),
+        Err((c, _)) => c,
+    }
+}
+
+/// The `uuid` of a `{uuid, location}` result.
+pub fn uuid_of(v: &Value) -> String {
+    v.as_struct()
+        .and_then(|m| m.get("uuid"))
+        .map(Value::to_text)
+        .unwrap_or_default()
+}
+
+/// What `blkid -p -o export` finds on `dev` (empty: nothing).
+pub fn blkid(dev: &Path) -> String {
+    SystemRunner::new()
+        .run(
+            &Cmd::new("blkid")
+                .args(["-p", "-o", "export"])
+                .arg(dev)
+                .ok_codes(&[0, 2]),
+        )
+        .map(|o| o.stdout_str())
+        .unwrap_or_else(|e| format!("blkid failed: {e}"))
 }
 
 /// Stops every NBD export left under `paths` (a test that failed half-way leaves its qemu-nbd

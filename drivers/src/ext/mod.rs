@@ -12,7 +12,6 @@
 //! sr_delete refuses while VDIs remain (fault 39), then unmounts and erases the signature, so
 //! the device is left without any (blkid finds nothing).
 
-pub mod device;
 pub mod fs;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +19,7 @@ use std::path::{Path, PathBuf};
 use sm_core::driver::{ConfigKey, Ctx, DriverInfo};
 use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::host::Runner;
+use sm_core::host::block as device;
 
 use crate::filebased::{self, Backing, FileBasedSr, layout};
 
@@ -149,10 +149,13 @@ impl Backing for ExtBacking {
     fn sr_create(&self, cx: &Ctx<'_>, _size: u64) -> SmResult<()> {
         let (dev, rdev) = device(cx)?;
         let sr = cx.sr_uuid()?;
-        if device::holds_root(rdev) {
+        if let Some(on) = device::holds_root(rdev) {
             return Err(SmError::msg(
                 SmCode::Rootdev,
-                format!("{} holds the root filesystem", dev.display()),
+                format!(
+                    "{} is part of the root filesystem's device stack ({on})",
+                    dev.display()
+                ),
             ));
         }
         let mounts = device::mount_points_of(rdev);
@@ -300,15 +303,13 @@ impl Backing for ExtBacking {
         if sigs.get("LABEL").map(String::as_str) == Some(fs::LABEL)
             && let Some(uuid) = sigs.get("UUID")
         {
-            let size = std::fs::File::open(&dev)
-                .and_then(|mut f| std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)))
-                .unwrap_or(0);
-            found.push(layout::ProbedSr {
+            let size = device::size(&dev).unwrap_or(0);
+            found.push(crate::probe::ProbedSr {
                 uuid: uuid.clone(),
                 devlist: dev.display().to_string(),
                 size,
             });
         }
-        Ok(layout::srlist_xml(&found))
+        Ok(crate::probe::srlist_xml(&found))
     }
 }

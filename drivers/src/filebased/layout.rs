@@ -101,39 +101,6 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
-/// Escapes text for an XML element.
-fn xml_text(s: &str) -> String {
-    let mut out = String::new();
-    sm_core::xmlrpc::escape_text(&mut out, s);
-    out
-}
-
-/// One SR found by a probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbedSr {
-    /// Its uuid.
-    pub uuid: String,
-    /// The device or directory it lives on.
-    pub devlist: String,
-    /// Size of the storage in bytes.
-    pub size: u64,
-}
-
-/// The `<SRlist>` document sm's probes return (sm-anchor §1.7).
-pub fn srlist_xml(srs: &[ProbedSr]) -> String {
-    let mut out = String::from("<?xml version=\"1.0\" ?>\n<SRlist>\n");
-    for sr in srs {
-        out.push_str(&format!(
-            "\t<SR>\n\t\t<UUID>{}</UUID>\n\t\t<Devlist>{}</Devlist>\n\t\t<size>{}</size>\n\t</SR>\n",
-            xml_text(&sr.uuid),
-            xml_text(&sr.devlist),
-            sr.size
-        ));
-    }
-    out.push_str("</SRlist>\n");
-    out
-}
-
 /// Filesystem size and usage of the filesystem holding `dir`.
 pub fn fs_sizes(dir: &Path) -> SmResult<(u64, u64)> {
     let st = nix::sys::statvfs::statvfs(dir).map_err(|e| SmError::new(SmCode::SRUnavailable, e))?;
@@ -185,20 +152,6 @@ mod tests {
         assert_eq!(
             read_marker(d.path()).as_deref(),
             Some("11111111-2222-4333-8444-555555555555")
-        );
-    }
-
-    #[test]
-    fn srlist_shape() {
-        let x = srlist_xml(&[ProbedSr {
-            uuid: "u".into(),
-            devlist: "/dev/a&b".into(),
-            size: 5,
-        }]);
-        assert!(x.contains("<SRlist>\n\t<SR>\n\t\t<UUID>u</UUID>\n\t\t<Devlist>/dev/a&amp;b</Devlist>\n\t\t<size>5</size>"), "{x}");
-        assert_eq!(
-            srlist_xml(&[]),
-            "<?xml version=\"1.0\" ?>\n<SRlist>\n</SRlist>\n"
         );
     }
 }

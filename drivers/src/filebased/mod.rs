@@ -4,7 +4,6 @@
 //! `/var/run/sr-mount/<sr_uuid>`. Both are a [`Backing`] (how the directory comes to exist)
 //! wrapped in [`FileBasedSr`] (everything done to the VDIs in it).
 
-pub mod activation;
 pub mod layout;
 pub mod scan;
 pub mod vdi;
@@ -15,7 +14,7 @@ use sm_core::driver::{Capability, Ctx, Driver, DriverInfo, VdiCreate};
 use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::response::{AttachInfo, VdiLocation};
 
-use crate::nbd;
+use crate::{activation, nbd, static_vdi};
 
 /// What every file-based SR implements (all of it in [`FileBasedSr`]); `THIN_PROVISIONING`
 /// because images are sparse.
@@ -150,7 +149,7 @@ impl<B: Backing> Driver for FileBasedSr<B> {
     }
     fn vdi_generate_config(&self, cx: &Ctx<'_>) -> SmResult<String> {
         vdi::require_image(cx, &self.0.vdi_dir(cx)?)?;
-        vdi::generate_config(cx)
+        static_vdi::generate_config(cx, &vdi::location(cx)?)
     }
     /// Runs at boot without xapi (static VDIs, HA statefile): attaches the SR first.
     fn vdi_attach_from_config(&self, cx: &Ctx<'_>) -> SmResult<AttachInfo> {

@@ -30,10 +30,12 @@ use sm_core::host::clock::Utc;
 use sm_core::ids::VdiUuid;
 use sm_core::response::{AttachInfo, VdiLocation};
 use sm_core::xenapi::VdiIntroduce;
-use sm_core::xmlrpc::{self, StringStyle, Value};
 
 use super::layout;
 use crate::nbd::{Cache, Export};
+use crate::vdi_record::{
+    check_xml_legal, forget, introduce_args, new_vdi_uuid, sm_config_with, sr_ref_without, vdi_ref,
+};
 use crate::vhd::{self, ImageInfo, VhdError, qemu_img};
 
 /// sm_config key/value every VDI of ours carries (as sm's file SRs).
@@ -55,19 +57,6 @@ pub fn location(cx: &Ctx<'_>) -> SmResult<String> {
         None => cx.vdi_uuid()?.to_string(),
     };
     layout::check_location(&loc).map(str::to_string)
-}
-
-/// The XenAPI ref of the call's VDI (`vdi_ref`, else looked up by uuid).
-pub fn vdi_ref(cx: &Ctx<'_>) -> SmResult<String> {
-    match cx
-        .req
-        .vdi_ref
-        .as_deref()
-        .filter(|r| !r.is_empty() && *r != "OpaqueRef:NULL")
-    {
-        Some(r) => Ok(r.to_string()),
-        None => Ok(cx.xapi()?.vdi_get_by_uuid(cx.vdi_uuid()?.as_str())?),
-    }
 }
 
 fn image_info(path: &Path) -> SmResult<ImageInfo> {
@@ -92,21 +81,6 @@ fn export(cx: &Ctx<'_>) -> SmResult<Export> {
         cx.sr_uuid()?.as_str(),
         cx.vdi_uuid()?.as_str(),
     ))
-}
-
-/// Whether XML 1.0 can carry `s` (sm refuses names it could not store: fault 447).
-fn check_xml_legal(what: &str, s: &str) -> SmResult<()> {
-    let legal = |c: char| {
-        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
-    };
-    if s.chars().all(legal) {
-        Ok(())
-    } else {
-        Err(SmError::msg(
-            SmCode::IllegalXMLChar,
-            format!("the {what} contains characters XML cannot carry"),
-        ))
-    }
 }
 
 /// Rounds a requested size up to whole 512-byte sectors and checks it against the VHD limit.
@@ -155,21 +129,12 @@ fn build_image(
     made
 }
 
-fn sm_config_with_type(extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut m = extra.clone();
-    m.insert(SM_CONFIG_VDI_TYPE.0.into(), SM_CONFIG_VDI_TYPE.1.into());
-    m
-}
-
 /// vdi_create: a new empty image, registered with `VDI.db_introduce`.
 pub fn create(cx: &Ctx<'_>, dir: &Path, args: &VdiCreate) -> SmResult<VdiLocation> {
     check_xml_legal("name", &args.name_label)?;
     check_xml_legal("description", &args.name_description)?;
     let size = checked_size(args.size)?;
-    let uuid = match cx.req.vdi_uuid.as_deref().filter(|u| !u.is_empty()) {
-        Some(u) => VdiUuid::new(u).map_err(|e| SmError::new(SmCode::BadRequest, e))?,
-        None => VdiUuid::random(),
-    };
+    let uuid = new_vdi_uuid(cx)?;
     let x = cx.xapi()?;
     let sr_ref = cx.sr_ref()?;
     let loc = uuid.to_string();
@@ -190,7 +155,7 @@ pub fn create(cx: &Ctx<'_>, dir: &Path, args: &VdiCreate) -> SmResult<VdiLocatio
     rec.name_description = args.name_description.clone();
     rec.ty = args.vdi_type.clone();
     rec.read_only = args.read_only;
-    rec.sm_config = sm_config_with_type(&cx.req.vdi_sm_config);
+    rec.sm_config = sm_config_with(&cx.req.vdi_sm_config, SM_CONFIG_VDI_TYPE);
     rec.virtual_size = info.footer.current_size;
     rec.physical_utilisation = info.file_size;
     rec.metadata_of_pool = args.metadata_of_pool.clone();
@@ -209,7 +174,7 @@ pub fn create(cx: &Ctx<'_>, dir: &Path, args: &VdiCreate) -> SmResult<VdiLocatio
 
 /// vdi_delete: removes the image and forgets the record. Idempotent.
 pub fn delete(cx: &Ctx<'_>, dir: &Path) -> SmResult<()> {
-    let x = cx.xapi()?;
+    cx.xapi()?;
     if let Some(r) = export(cx)?.running() {
         return Err(SmError::msg(
             SmCode::VDIInUse,
@@ -222,16 +187,7 @@ pub fn delete(cx: &Ctx<'_>, dir: &Path) -> SmResult<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(SmError::new(SmCode::VDIDelete, e)),
     }
-    let vdi = match vdi_ref(cx) {
-        Ok(r) => r,
-        Err(e) if e.code == SmCode::APIFailure => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    match x.vdi_db_forget(&vdi) {
-        Ok(()) => Ok(()),
-        Err(e) if e.error_name() == Some("HANDLE_INVALID") => Ok(()),
-        Err(e) => Err(SmError::new(SmCode::VDIDelete, e)),
-    }
+    forget(cx)
 }
 
 /// Whether the filesystem holding `path` accepts O_DIRECT (tmpfs does not).
@@ -254,7 +210,7 @@ pub fn attach(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<AttachInfo> 
     let (path, _) = require_image(cx, dir)?;
     let e = export(cx)?;
     let elsewhere = match cx.has_session() {
-        true => super::activation::active_elsewhere(cx)?,
+        true => crate::activation::active_elsewhere(cx)?,
         false => None,
     };
     match elsewhere {
@@ -354,7 +310,7 @@ pub fn copy(cx: &Ctx<'_>, dir: &Path, kind: CopyKind) -> SmResult<VdiLocation> {
     } else {
         src.ty.clone()
     };
-    rec.sm_config = sm_config_with_type(&BTreeMap::new());
+    rec.sm_config = sm_config_with(&BTreeMap::new(), SM_CONFIG_VDI_TYPE);
     rec.virtual_size = info.footer.current_size;
     rec.physical_utilisation = info.file_size;
     if kind == CopyKind::Snapshot {
@@ -441,35 +397,14 @@ pub fn update(cx: &Ctx<'_>, dir: &Path) -> SmResult<()> {
 
 /// vdi_introduce: registers the image at `vdi_location` under `new_uuid`.
 pub fn introduce(cx: &Ctx<'_>, dir: &Path) -> SmResult<VdiLocation> {
-    let req = cx.req;
-    let new_uuid = req
-        .new_uuid
-        .as_deref()
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| SmError::msg(SmCode::BadRequest, "vdi_introduce needs new_uuid"))
-        .and_then(|u| VdiUuid::new(u).map_err(|e| SmError::new(SmCode::BadRequest, e)))?;
-    let loc = req
-        .vdi_location
-        .as_deref()
-        .filter(|l| !l.is_empty())
-        .ok_or_else(|| SmError::msg(SmCode::BadRequest, "vdi_introduce needs vdi_location"))?;
+    let (new_uuid, loc) = introduce_args(cx)?;
     let loc = layout::check_location(loc)?.to_string();
     let path = layout::image_path(dir, &loc);
     let info = vhd::read_info(&path).map_err(|e| SmError::new(SmCode::VDILoad, e))?;
     let x = cx.xapi()?;
-    let sr_ref = cx.sr_ref()?;
-    if let Some(other) = x
-        .vdi_records_of_sr(&sr_ref)?
-        .into_iter()
-        .find(|r| r.location == loc)
-    {
-        return Err(SmError::msg(
-            SmCode::VDIExists,
-            format!("location {loc} is already VDI {}", other.uuid),
-        ));
-    }
+    let sr_ref = sr_ref_without(cx, &loc)?;
     let mut rec = VdiIntroduce::new(new_uuid.as_str(), &sr_ref, &loc);
-    rec.sm_config = sm_config_with_type(&req.vdi_sm_config);
+    rec.sm_config = sm_config_with(&cx.req.vdi_sm_config, SM_CONFIG_VDI_TYPE);
     rec.virtual_size = info.footer.current_size;
     rec.physical_utilisation = info.file_size;
     x.vdi_db_introduce(&rec)
@@ -478,32 +413,6 @@ pub fn introduce(cx: &Ctx<'_>, dir: &Path) -> SmResult<VdiLocation> {
         uuid: new_uuid.to_string(),
         location: loc,
     })
-}
-
-/// vdi_generate_config: the `vdi_attach_from_config` methodCall that attaches this VDI at boot
-/// without xapi (static-vdis runs `<plugin> <config>`; for detach it rewrites the command).
-pub fn generate_config(cx: &Ctx<'_>) -> SmResult<String> {
-    let mut m = xmlrpc::Struct::new();
-    m.insert("command".into(), Value::from("vdi_attach_from_config"));
-    m.insert(
-        "device_config".into(),
-        Value::string_map(
-            cx.dconf()
-                .as_map()
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        ),
-    );
-    m.insert("sr_uuid".into(), Value::from(cx.sr_uuid()?.to_string()));
-    m.insert("vdi_uuid".into(), Value::from(cx.vdi_uuid()?.to_string()));
-    m.insert("vdi_location".into(), Value::from(location(cx)?));
-    m.insert("args".into(), Value::Array(vec![Value::from("true")]));
-    m.insert("host_ref".into(), Value::from(cx.req.host_ref.as_str()));
-    Ok(xmlrpc::write_call(
-        "vdi_attach_from_config",
-        &[Value::Struct(m)],
-        StringStyle::Typed,
-    ))
 }
 
 #[cfg(test)]
@@ -520,14 +429,5 @@ mod tests {
             SmCode::VDISize
         );
         assert_eq!(checked_size(u64::MAX).unwrap_err().code, SmCode::VDISize);
-    }
-
-    #[test]
-    fn xml_illegal_names_are_447() {
-        assert!(check_xml_legal("name", "ok name\twith tab").is_ok());
-        assert_eq!(
-            check_xml_legal("name", "bad\u{1}").unwrap_err().code,
-            SmCode::IllegalXMLChar
-        );
     }
 }

@@ -15,7 +15,7 @@ use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::host::Runner;
 
 use super::Storage;
-use crate::filebased::activation::host_key;
+use crate::activation::host_key;
 
 /// The calling host's ref (fault 143 when xapi sent none).
 fn host_ref<'a>(cx: &'a Ctx<'_>) -> SmResult<&'a str> {

@@ -139,7 +139,7 @@ fn scsi_id(cx: &Ctx<'_>) -> SmResult<String> {
 }
 
 fn vdi_ref(cx: &Ctx<'_>) -> SmResult<String> {
-    crate::filebased::vdi::vdi_ref(cx)
+    crate::vdi_record::vdi_ref(cx)
 }
 
 impl<S: Storage> Driver for ReservedLunSr<S> {
@@ -178,7 +178,7 @@ impl<S: Storage> Driver for ReservedLunSr<S> {
             return Ok(());
         }
         let x = cx.xapi()?;
-        let mine = crate::filebased::activation::host_key(&cx.req.host_ref);
+        let mine = crate::activation::host_key(&cx.req.host_ref);
         let records = x.vdi_records_of_sr(&cx.sr_ref()?)?;
         let active: Vec<String> = records
             .iter()

@@ -86,6 +86,14 @@ pub fn install_plugins(repo: &Path, xsm: &Path, dest: &Path) -> Result<PathBuf, 
     Ok(dest.join("opt/xensource/sm"))
 }
 
+/// Whether LVM SRs can run here: lvm2 is installed and the kernel has device-mapper (the CI
+/// machines' kernels have none; the storage lab runs the `lvm` variant instead).
+pub fn lvm_usable() -> bool {
+    let dm = std::fs::read_to_string("/proc/misc")
+        .is_ok_and(|m| m.lines().any(|l| l.trim_end().ends_with(" device-mapper")));
+    dm && SystemRunner::new().resolve("lvm").is_ok()
+}
+
 /// Unmounts whatever is still mounted from `device` (a failed run can leave an SR attached) so
 /// that the loop device can be detached. Returns the mount points it unmounted.
 pub fn release_device(device: &str) -> Vec<String> {

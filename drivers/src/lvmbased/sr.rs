@@ -1,0 +1,308 @@
+//! The SR calls of an LVM-based SR.
+//!
+//! - **sr_create** checks every device before writing anything (sm-core's
+//!   [`sm_core::lvm::devices`]: not the root stack (105), not a PV of any VG (42 SRExists), no
+//!   filesystem/partition table/RAID signature and not mounted or held (16 SRInUse)), then labels
+//!   each as a PV (10 MiB metadata area, as sm) and creates `VG_XenStorage-<sr>`. If vgcreate
+//!   fails, the PV labels just written are erased again. A replayed create that finds this SR's
+//!   own empty VG on exactly these devices succeeds.
+//! - **sr_delete** refuses while VDIs remain (39 SRNotEmpty) or an LV is open (16), removes
+//!   leftover temporary LVs, the VG and every PV label, so the devices are left without LVM
+//!   metadata. A VG that is already gone is success (a PV label left by an interrupted delete is
+//!   erased).
+//! - **sr_attach** checks that the VG is present and complete (47 SRUnavailable otherwise) and,
+//!   on the master, removes temporary LVs a crash left. It activates nothing: each VDI's LV is
+//!   activated by vdi_activate, so an SR with a thousand VDIs attaches in one report, and an LV
+//!   is active only where it is used (on shared storage an LV active elsewhere would keep a
+//!   stale mapping when the master resizes it).
+//! - **sr_detach** refuses while any LV is open (16 SRInUse, naming them) and otherwise
+//!   deactivates every active LV. Both are idempotent; a VG that is gone detaches.
+//! - **sr_scan** / **sr_update**: one lvm2 report, then [`crate::scan`]; the SR's sizes are the
+//!   VG's size, its allocated bytes and the sum of the VDIs' sizes.
+//! - **sr_probe**: the `<SRlist>` of `VG_XenStorage-*` VGs with a PV on the devices.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sm_core::driver::Ctx;
+use sm_core::errors::{SmCode, SmError, SmResult};
+use sm_core::host::block;
+use sm_core::lvm::devices;
+use sm_core::lvm::{Lvm, LvmOp, Report, Vg, VgCreate};
+
+use super::{SrVg, join_paths, layout, lvm_options};
+use crate::probe::{self, ProbedSr};
+use crate::scan::{self, Found, SrSizes};
+
+/// Whether `vg` is exactly this SR's VG on exactly `devices` and holds no VDI (a replayed
+/// sr_create).
+fn is_own_empty_vg(vg: &Vg, devices: &[PathBuf]) -> bool {
+    let pv_devs: Vec<(u64, u64)> = vg.pvs.iter().map(|p| p.devno).collect();
+    let ours: Vec<Option<(u64, u64)>> = devices
+        .iter()
+        .map(|d| block::rdev(d).ok().map(block::dev_pair))
+        .collect();
+    pv_devs.len() == ours.len()
+        && ours.iter().all(|d| d.is_some_and(|d| pv_devs.contains(&d)))
+        && vg.lvs.iter().all(|l| layout::is_temp(&l.name))
+}
+
+/// sr_create.
+pub fn create(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
+    sr.require_master(LvmOp::VgCreate)?;
+    let scan = sr.lvm.scan()?;
+    if let Some(vg) = scan.vg(&sr.name) {
+        if is_own_empty_vg(vg, &sr.devices) {
+            tracing::info!(vg = %sr.name, "sr_create: the SR's own empty VG exists already");
+            return Ok(());
+        }
+        return Err(SmError::msg(
+            SmCode::SRExists,
+            format!(
+                "volume group {} exists on {}",
+                sr.name,
+                join_paths(&vg.pvs.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
+            ),
+        ));
+    }
+    let mut seen = Vec::new();
+    for dev in &sr.devices {
+        let devno = block::rdev(dev).map(block::dev_pair).map_err(|e| {
+            SmError::msg(
+                SmCode::ConfigDeviceInvalid,
+                format!("{}: {e}", dev.display()),
+            )
+        })?;
+        if seen.contains(&devno) {
+            return Err(SmError::msg(
+                SmCode::ConfigDeviceInvalid,
+                format!("{} names a device listed already", dev.display()),
+            ));
+        }
+        seen.push(devno);
+        let state = devices::check_new_pv(cx.host.runner.as_ref(), dev, &scan)?;
+        tracing::info!(dev = %dev.display(), ?state, "sr_create: device accepted");
+    }
+    let mut labelled: Vec<&Path> = Vec::new();
+    let made = (|| {
+        for dev in &sr.devices {
+            sr.lvm.pv_create(dev, Some(layout::PV_METADATA_SIZE))?;
+            labelled.push(dev);
+        }
+        sr.lvm.vg_create(
+            &sr.name,
+            &labelled,
+            &VgCreate {
+                extent_size: None,
+                metadata_size: Some(layout::PV_METADATA_SIZE),
+            },
+        )
+    })();
+    if let Err(e) = made {
+        for dev in &labelled {
+            if let Err(undo) = sr.lvm.pv_remove(dev) {
+                tracing::warn!(dev = %dev.display(), "cannot erase the PV label after a failed create: {undo}");
+            }
+        }
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// The LVs of `vg` that hold VDIs (not snapshots, not our temporary ones), by location.
+fn vdi_lvs(vg: &Vg) -> BTreeMap<String, &sm_core::lvm::Lv> {
+    vg.lvs
+        .iter()
+        .filter(|l| !l.attr.is_snapshot())
+        .filter_map(|l| layout::location_of(&l.name).map(|loc| (loc.to_string(), l)))
+        .collect()
+}
+
+/// Fault 16 SRInUse when any LV of `vg` is open on this host.
+fn refuse_open_lvs(vg: &Vg) -> SmResult<()> {
+    let open: Vec<&str> = vg
+        .lvs
+        .iter()
+        .filter(|l| l.attr.is_open())
+        .map(|l| l.name.as_str())
+        .collect();
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(SmError::msg(
+            SmCode::SRInUse,
+            format!(
+                "logical volumes still open on this host: {}",
+                open.join(", ")
+            ),
+        ))
+    }
+}
+
+/// Removes our temporary LVs that a crashed call left (only on the master, which alone makes
+/// them, and only while the caller holds the SR lock). Returns whether it removed any.
+fn remove_stale_temporaries(sr: &SrVg<'_>, vg: &Vg) -> SmResult<bool> {
+    if !sr.master {
+        return Ok(false);
+    }
+    let mut stale: Vec<&sm_core::lvm::Lv> = vg
+        .lvs
+        .iter()
+        .filter(|l| layout::is_temp(&l.name) && !l.attr.is_open())
+        .collect();
+    // Snapshots first: a copy-on-write snapshot must go before its origin could.
+    stale.sort_by_key(|l| !l.attr.is_snapshot());
+    for l in &stale {
+        tracing::warn!(vg = %sr.name, lv = %l.name, "removing a temporary LV left by an interrupted call");
+        sr.lvm.lv_remove(&sr.name, &l.name)?;
+    }
+    Ok(!stale.is_empty())
+}
+
+/// sr_delete.
+pub fn delete(_cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
+    sr.require_master(LvmOp::VgRemove)?;
+    let scan = sr.lvm.scan()?;
+    let Some(vg) = scan.vg(&sr.name) else {
+        return erase_orphan_labels(sr, &scan);
+    };
+    let vdis = vdi_lvs(vg);
+    if !vdis.is_empty() {
+        return Err(SmError::msg(
+            SmCode::SRNotEmpty,
+            format!(
+                "{} VDIs remain: {}",
+                vdis.len(),
+                vdis.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    refuse_open_lvs(vg)?;
+    let others: Vec<&str> = vg
+        .lvs
+        .iter()
+        .filter(|l| !layout::is_temp(&l.name))
+        .map(|l| l.name.as_str())
+        .collect();
+    if !others.is_empty() {
+        return Err(SmError::msg(
+            SmCode::SRNotEmpty,
+            format!(
+                "the volume group holds logical volumes that are not VDIs: {}",
+                others.join(", ")
+            ),
+        ));
+    }
+    remove_stale_temporaries(sr, vg)?;
+    if vg.lvs.iter().any(|l| l.attr.is_active()) {
+        sr.lvm.vg_activate(&sr.name, false)?;
+    }
+    sr.lvm.vg_remove(&sr.name)?;
+    for pv in &vg.pvs {
+        sr.lvm.pv_remove(&pv.name)?;
+    }
+    Ok(())
+}
+
+/// Erases PV labels that belong to no VG on the SR's devices (an sr_delete interrupted after
+/// vgremove); devices without one are left alone.
+fn erase_orphan_labels(sr: &SrVg<'_>, scan: &Report) -> SmResult<()> {
+    for dev in &sr.devices {
+        if let Some(pv) = devices::pv_of(scan, dev).filter(|p| p.vg_name.is_none()) {
+            tracing::info!(dev = %dev.display(), "sr_delete: erasing the PV label left behind");
+            sr.lvm.pv_remove(&pv.name)?;
+        }
+    }
+    Ok(())
+}
+
+/// sr_attach.
+pub fn attach(_cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
+    let vg = sr.require()?;
+    remove_stale_temporaries(sr, &vg)?;
+    Ok(())
+}
+
+/// sr_detach.
+pub fn detach(_cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
+    let Some(vg) = sr.report()? else {
+        return Ok(());
+    };
+    refuse_open_lvs(&vg)?;
+    if vg.lvs.iter().any(|l| l.attr.is_active()) {
+        sr.lvm
+            .vg_activate(&sr.name, false)
+            .map_err(|e| SmError::new(SmCode::SRInUse, e))?;
+    }
+    Ok(())
+}
+
+/// What the VG holds, as the scan sees it.
+fn found(vg: &Vg) -> BTreeMap<String, Option<Found>> {
+    let sm_config = BTreeMap::from([(
+        layout::SM_CONFIG_VDI_TYPE.0.to_string(),
+        layout::SM_CONFIG_VDI_TYPE.1.to_string(),
+    )]);
+    vdi_lvs(vg)
+        .into_iter()
+        .map(|(loc, lv)| {
+            (
+                loc,
+                Some(Found {
+                    virtual_size: lv.size,
+                    physical_utilisation: lv.size,
+                    sm_config: sm_config.clone(),
+                }),
+            )
+        })
+        .collect()
+}
+
+fn sizes(vg: &Vg, found: &BTreeMap<String, Option<Found>>) -> SrSizes {
+    SrSizes {
+        physical_size: vg.size,
+        physical_utilisation: vg.size.saturating_sub(vg.free),
+        virtual_allocation: scan::virtual_allocation(found),
+    }
+}
+
+/// sr_scan: one lvm2 report, then the records reconciled.
+pub fn scan(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
+    let mut vg = sr.require()?;
+    if remove_stale_temporaries(sr, &vg)? {
+        vg = sr.require()?;
+    }
+    let found = found(&vg);
+    scan::reconcile(cx, &found, sizes(&vg, &found))
+}
+
+/// sr_update: the SR's sizes.
+pub fn update(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
+    let vg = sr.require()?;
+    let found = found(&vg);
+    scan::set_sr_sizes(cx, sizes(&vg, &found))
+}
+
+/// sr_probe on `devices`: our VGs with a PV on any of them.
+pub fn probe(cx: &Ctx<'_>, devices: &[PathBuf]) -> SmResult<String> {
+    let lvm = Lvm::new(cx.host.runner.as_ref(), lvm_options(cx, devices))?;
+    let scan = lvm.scan()?;
+    let wanted: Vec<(u64, u64)> = devices
+        .iter()
+        .filter_map(|d| block::rdev(d).ok().map(block::dev_pair))
+        .collect();
+    let found: Vec<ProbedSr> = scan
+        .vgs
+        .iter()
+        .filter(|vg| vg.pvs.iter().any(|p| wanted.contains(&p.devno)))
+        .filter_map(|vg| {
+            let uuid = layout::sr_of_vg(&vg.name)?;
+            Some(ProbedSr {
+                uuid: uuid.to_string(),
+                devlist: join_paths(&vg.pvs.iter().map(|p| p.name.clone()).collect::<Vec<_>>()),
+                size: vg.size,
+            })
+        })
+        .collect();
+    Ok(probe::srlist_xml(&found))
+}
