@@ -8,7 +8,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use drivers::testing::{FakeXapi, LoopDevice, response};
+use drivers::testing::{FakeXapi, LoopDevice, blkid, response};
 use sm_core::dispatch;
 use sm_core::driver::Host;
 use sm_core::host::{Cmd, Runner, SystemRunner};
@@ -110,7 +110,7 @@ impl Drop for Env {
     fn drop(&mut self) {
         drivers::testing::stop_exports(&self.host.paths);
         let point = self.mount_point();
-        if drivers::ext::device::mounted_at(&point).is_some() {
+        if sm_core::host::block::mounted_at(&point).is_some() {
             let _ = SystemRunner::new().run(&Cmd::new("umount").arg(&point));
         }
     }
@@ -127,20 +127,8 @@ fn uuid_of(v: &Value) -> String {
     v.as_struct().unwrap()["uuid"].to_text()
 }
 
-fn blkid(dev: &Path) -> String {
-    SystemRunner::new()
-        .run(
-            &Cmd::new("blkid")
-                .args(["-p", "-o", "export"])
-                .arg(dev)
-                .ok_codes(&[0, 2]),
-        )
-        .unwrap()
-        .stdout_str()
-}
-
 fn is_mounted(p: &Path) -> bool {
-    drivers::ext::device::mounted_at(p).is_some()
+    sm_core::host::block::mounted_at(p).is_some()
 }
 
 #[test]
