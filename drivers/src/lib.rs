@@ -6,6 +6,7 @@
 //! | `FileSR` | `file` | [`file`]: VHD files in a local directory |
 //! | `EXTSR` | `ext` | [`ext`]: VHD files on an ext4 filesystem made on a local device |
 //! | `LVMSR` | `lvm` | [`lvm`]: raw logical volumes in a volume group on local devices |
+//! | `ReservedLUNSR` | `reservedlun` | [`reservedlun`]: a LUN of an iSCSI target per VDI, activated under a SCSI-3 reservation |
 //!
 //! Drivers are thin: they compose sm-core (request/response, errors, runner, locks, XenAPI, LVM)
 //! and the shared pieces here: [`filebased`] and [`lvmbased`] (everything an SR of VHD files or
@@ -36,7 +37,12 @@ pub mod testing;
 use sm_core::Driver;
 
 /// Every driver, in the order `--help` lists them.
-pub static DRIVERS: &[&dyn Driver] = &[&file::DRIVER, &ext::DRIVER, &lvm::DRIVER];
+pub static DRIVERS: &[&dyn Driver] = &[
+    &file::DRIVER,
+    &ext::DRIVER,
+    &lvm::DRIVER,
+    &reservedlun::DRIVER,
+];
 
 /// The SR type a plugin name stands for: the name without its `SR` suffix, lowercased
 /// (`EXTSR` -> `ext`, `LVMoISCSISR` -> `lvmoiscsi`), as xapi derives it.

@@ -212,6 +212,8 @@ pub fn clean_stale(
                     policy: &policy,
                     owners: &owners,
                 };
+                // multipathd would register the key again on the next path event.
+                set_map_key(cx.host.runner.as_ref(), scsi_id, None);
                 match ex.release() {
                     Ok(_) => cleaned.push(scsi_id.clone()),
                     Err(e) => tracing::warn!(

@@ -13,6 +13,7 @@
 //! the [`Storage`] trait; this module holds the LUN-per-VDI and reservation logic only.
 
 pub mod exclusive;
+pub mod iscsi;
 pub mod luns;
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use sm_core::driver::{Capability, ConfigKey, Ctx, Driver, DriverInfo, VdiCreate}
 use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::response::{AttachInfo, VdiLocation};
 
+pub use iscsi::IscsiStorage;
 pub use luns::LunInfo;
 
 /// Capabilities: what sm's LUN-per-VDI driver offers, with activation.
@@ -127,6 +129,9 @@ pub trait Storage: Sync {
 
 /// The ReservedLUN driver over a storage layer.
 pub struct ReservedLunSr<S: Storage>(pub S);
+
+/// The driver xapi runs as `ReservedLUNSR`: the iSCSI + multipath layer of the calling host.
+pub static DRIVER: ReservedLunSr<IscsiStorage> = ReservedLunSr(IscsiStorage::host());
 
 /// The VDI's SCSI id: its location.
 fn scsi_id(cx: &Ctx<'_>) -> SmResult<String> {

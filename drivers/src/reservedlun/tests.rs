@@ -430,6 +430,13 @@ fn sr_attach_removes_registrations_left_by_a_crash() {
         "stale registrations removed"
     );
     assert!(env.lu(&w.location).reservation().is_none());
+    assert!(
+        env.runner
+            .calls()
+            .iter()
+            .any(|c| c[..2] == ["multipathd", "unsetprkey"] && c.contains(&w.location)),
+        "multipathd forgets the key of the cleaned map"
+    );
     assert_eq!(
         env.lu(&v.location).reservation().map(|r| r.0),
         Some(env.key(0).get()),

@@ -1,0 +1,614 @@
+//! ReservedLUNSR as whole plugin calls on the lab's two hosts: an emulated xapi in guest A
+//! runs host A's plugins here and host B's through the lab agent (each host's own kernel,
+//! iSCSI sessions and multipathd), against LIO. The engine-level cases are in
+//! `reservations/tests/lab_pr.rs`; these check what the driver adds: faults xapi sees, the
+//! activation records, vm-migrate's order, fencing through host_metrics, crash clean-up at
+//! sr_attach, and the whole-call cost of vdi_activate/vdi_deactivate.
+//!
+//! Run with `xapi-tests/lab/run-suite lab2 reservedlun`; ignored under plain `cargo test`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed setup is a failed test
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use reservations::PrKey;
+use reservations::slaves::{Sysfs, paths_of_map};
+use sm_core::host::run::Cmd;
+use xapi_tests::config::{Config, Exec};
+use xapi_tests::db::RecordExt;
+use xapi_tests::emulator::{Emulator, OpCtx};
+use xapi_tests::lab::{AgentRequest, Lab, error_chain};
+use xapi_tests::server::Running;
+use xapi_tests::storage::datapath::DpState;
+
+/// Where host B keeps its plugin link.
+const B_PLUGINS: &str = "/tmp/xsm-reservedlun-plugins";
+
+/// The two-host pool with one ReservedLUN SR on the lab's target.
+struct Pool<'l> {
+    lab: &'l Lab,
+    _dir: tempfile::TempDir,
+    running: Running,
+    xe_server: String,
+    smlog_a: PathBuf,
+    sr: String,
+    session: String,
+    /// WWIDs whose maps the driver flushed (vdi_detach): recreated when the test ends, on
+    /// both hosts, so the lab's baseline holds for the next test.
+    touched: std::cell::RefCell<Vec<String>>,
+}
+
+impl Drop for Pool<'_> {
+    fn drop(&mut self) {
+        for w in self.touched.borrow().iter() {
+            let _ = self
+                .lab
+                .run(&Cmd::new("multipathd").args(["add", "map", w]));
+            if let Ok(b) = self.lab.host_b() {
+                let _ = b.run(&AgentRequest::new(["multipathd", "add", "map", w]));
+            }
+        }
+        for w in self.touched.borrow().iter() {
+            let dev = PathBuf::from(format!("/dev/mapper/{w}"));
+            let t = Instant::now();
+            while !dev.exists() && t.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+fn out(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+fn start(lab: &Lab) -> Pool<'_> {
+    let dir = tempfile::tempdir().unwrap();
+    let xsm = lab.bin("xsm").display().to_string();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::os::unix::fs::symlink(&xsm, plugins.join("ReservedLUNSR")).unwrap();
+    let log_dir = lab.desc().log_dir.display().to_string();
+    let smlog_b = format!("{log_dir}/b/SMlog.reservedlun");
+    lab.host_b()
+        .unwrap()
+        .check(&AgentRequest::new([
+            "sh",
+            "-c",
+            &format!("mkdir -p {B_PLUGINS} {log_dir}/b && ln -sfn {xsm} {B_PLUGINS}/ReservedLUNSR"),
+        ]))
+        .unwrap();
+    let port = std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let a_addr = lab
+        .portal(1)
+        .unwrap()
+        .address
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let smlog_a = PathBuf::from(format!("{log_dir}/a/SMlog.reservedlun"));
+    let mut cfg = Config::two_local_hosts(&dir.path().join("emu"), &plugins, None);
+    cfg.tcp_listen = format!("0.0.0.0:{port}");
+    cfg.plugin_timeout_secs = 300;
+    let a = &mut cfg.hosts[0];
+    a.iscsi_iqn = lab.host_a().iqn.clone();
+    a.env
+        .insert("SMLOG_FILE".into(), smlog_a.display().to_string());
+    let bdesc = lab.host_b_desc().unwrap();
+    let b = &mut cfg.hosts[1];
+    b.name = bdesc.hostname.clone();
+    b.hostname = bdesc.hostname.clone();
+    b.iscsi_iqn = bdesc.iqn.clone();
+    let agent = bdesc.agent.clone().unwrap();
+    b.address = agent.split(':').next().unwrap().to_string();
+    b.exec = Exec::Agent { addr: agent };
+    b.plugin_dir = B_PLUGINS.into();
+    b.env = BTreeMap::from([("SMLOG_FILE".to_string(), smlog_b)]);
+    b.xapi_endpoint = Some(format!("tcp:{a_addr}:{port}"));
+    let running = xapi_tests::server::start(cfg).unwrap();
+    let xe_server = format!("unix:{}", running.socket().display());
+    let session = running.emulator().login("root", BTreeMap::new());
+    let mut pool = Pool {
+        lab,
+        _dir: dir,
+        running,
+        xe_server,
+        smlog_a,
+        sr: String::new(),
+        session,
+        touched: Default::default(),
+    };
+    let target = lab
+        .portals()
+        .iter()
+        .map(|p| p.address.split(':').next().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    pool.sr = pool.xe_ok(&[
+        "sr-create",
+        "type=reservedlun",
+        "name-label=RL",
+        "shared=true",
+        &format!("device-config:target={target}"),
+        &format!("device-config:targetIQN={}", lab.target_iqn()),
+    ]);
+    pool
+}
+
+impl Pool<'_> {
+    fn emu(&self) -> &Emulator {
+        self.running.emulator()
+    }
+
+    fn xe(&self, args: &[&str]) -> (i32, String, String) {
+        let cmd = Cmd::new(self.lab.bin("xe").display().to_string())
+            .args(args.iter().map(|s| s.to_string()))
+            .env("XE_SERVER", &self.xe_server)
+            .timeout(Duration::from_secs(600))
+            .ok_codes(&(0..=255).collect::<Vec<_>>());
+        let o = self.lab.run(&cmd).unwrap();
+        (o.code, o.stdout_str(), o.stderr_str())
+    }
+
+    fn xe_ok(&self, args: &[&str]) -> String {
+        let (code, o, e) = self.xe(args);
+        assert_eq!(
+            code,
+            0,
+            "xe {}: {o}{e}\n{}",
+            args.join(" "),
+            self.smlog_tail()
+        );
+        o.trim().to_string()
+    }
+
+    fn smlog_tail(&self) -> String {
+        let t = std::fs::read_to_string(&self.smlog_a).unwrap_or_default();
+        let lines: Vec<&str> = t.lines().collect();
+        format!(
+            "host A SMlog (end):\n{}",
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        )
+    }
+
+    fn host(&self, i: usize) -> (String, String, String) {
+        let h = &self.emu().hosts()[i];
+        (h.r.clone(), h.uuid.clone(), h.name.clone())
+    }
+
+    fn key(&self, i: usize) -> u64 {
+        PrKey::for_host(&self.host(i).1).unwrap().get()
+    }
+
+    fn ctx(&self) -> OpCtx {
+        self.emu().begin_op("lab-test", None, &self.session)
+    }
+
+    /// Sets datapath `dp` of `vdi` on host `i` as xapi's VBD operations do: the plugin calls
+    /// (vdi_attach, vdi_activate, vdi_deactivate, vdi_detach) run on that host.
+    fn dp(&self, i: usize, vdi: &str, dp: &str, state: Option<DpState>) -> Result<(), Vec<String>> {
+        let ctx = self.ctx();
+        let r = self
+            .emu()
+            .datapaths
+            .set(self.emu(), &ctx, &self.host(i).0, vdi, dp, state)
+            .map_err(|e| e.description());
+        self.emu().end_op(&ctx);
+        r
+    }
+
+    fn vdi_ref(&self, uuid: &str) -> String {
+        self.emu().read(|db| db.by_uuid("VDI", uuid)).unwrap()
+    }
+
+    fn location(&self, vdi_ref: &str) -> String {
+        let l = self
+            .emu()
+            .read(|db| Ok(db.get("VDI", vdi_ref)?.s("location")))
+            .unwrap();
+        self.touched.borrow_mut().push(l.clone());
+        l
+    }
+
+    fn lun_of(&self, wwid: &str) -> u32 {
+        self.lab
+            .luns()
+            .iter()
+            .find(|l| l.wwid == wwid)
+            .map(|l| l.lun)
+            .unwrap()
+    }
+
+    /// The last plugin call `command` in the emulator's trace.
+    fn last_call(&self, command: &str) -> xapi_tests::trace::SmapiCall {
+        xapi_tests::trace::read(self.emu().trace.path())
+            .unwrap()
+            .into_iter()
+            .rev()
+            .find_map(|e| match e {
+                xapi_tests::trace::Event::Smapi(c) if c.command == command => Some(*c),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    /// `sm_config` of a VDI.
+    fn sm_config(&self, vdi_ref: &str) -> BTreeMap<String, String> {
+        self.emu()
+            .read(|db| Ok(db.get("VDI", vdi_ref)?.map("sm_config")))
+            .unwrap()
+    }
+}
+
+/// WRITE(10) of one block at LBA 8 through raw path `dev` of a host: Ok or sg_raw's words.
+fn write_argv(dev: &str) -> Vec<String> {
+    [
+        "sg_raw",
+        "-s",
+        "512",
+        "-i",
+        "/dev/zero",
+        dev,
+        "2a",
+        "00",
+        "00",
+        "00",
+        "00",
+        "08",
+        "00",
+        "00",
+        "01",
+        "00",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn write_on_a(lab: &Lab, lun: u32) -> Result<(), String> {
+    let dev = lab.host_a_lun(lun).unwrap().paths[0].dev_path();
+    write_on_a_dev(lab, &dev.display().to_string())
+}
+
+fn write_on_a_dev(lab: &Lab, dev: &str) -> Result<(), String> {
+    let argv = write_argv(dev);
+    lab.run(&Cmd::new(&argv[0]).args(&argv[1..]))
+        .map(drop)
+        .map_err(|e| error_chain(&e))
+}
+
+fn write_on_b(lab: &Lab, lun: u32) -> Result<(), String> {
+    let dev = lab.host_b_lun(lun).unwrap().paths[0].dev_path();
+    let r = lab
+        .host_b()
+        .unwrap()
+        .run(&AgentRequest::new(write_argv(&dev.display().to_string())))
+        .unwrap();
+    if r.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", r.stdout, r.stderr))
+    }
+}
+
+fn is_conflict(e: &str) -> bool {
+    e.to_ascii_lowercase().contains("reservation conflict")
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The SCSI commands a plugin call logged (sm-core logs each at debug: `op=<name> cdb=<hex>`).
+fn scsi_ops(smlog: &str) -> Vec<String> {
+    smlog
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split(" op=").nth(1)?;
+            Some(rest.split(" cdb=").next()?.trim_matches('"').to_string())
+        })
+        .collect()
+}
+
+fn rw(active: bool) -> Option<DpState> {
+    Some(if active {
+        DpState::Activated { rw: true }
+    } else {
+        DpState::Attached { rw: true }
+    })
+}
+
+/// One host at a time, the other refused with fault 24 naming the holder and its WRITEs
+/// rejected by the array; vm-migrate moves the reservation from A to B; vm-shutdown releases
+/// it; after a crash of A, sr_attach removes its stale registrations; then the whole-call
+/// benchmark of vdi_activate / vdi_deactivate on a 2-path LUN.
+#[test]
+#[ignore = "lab2"]
+fn lab2_reservedlun_exclusive_activation_migration_and_crash_cleanup() {
+    let Some(lab) = Lab::from_env() else { return };
+    let p = start(&lab);
+    let (a_ref, _, a_name) = p.host(0);
+    let b_name = p.host(1).2;
+    let vm = p.xe_ok(&[
+        "vm-install",
+        "template=Debian Sarge 3.1",
+        "new-name-label=V",
+        &format!("sr-uuid={}", p.sr),
+    ]);
+    let disk = p.xe_ok(&[
+        "vbd-list",
+        &format!("vm-uuid={vm}"),
+        "userdevice=0",
+        "params=vdi-uuid",
+        "--minimal",
+    ]);
+    let vdi = p.vdi_ref(&disk);
+    let wwid = p.location(&vdi);
+    let lun = p.lun_of(&wwid);
+    p.xe_ok(&["vm-start", &format!("uuid={vm}"), &format!("on={a_name}")]);
+    let view = lab.array().pr_view(lun).unwrap();
+    assert_eq!(view.keys(), vec![p.key(0)], "{view:?}");
+    assert_eq!(
+        view.reservation.as_ref().map(|r| r.holder.as_str()),
+        Some(lab.host_a().iqn.as_str())
+    );
+    assert_eq!(
+        p.sm_config(&vdi)
+            .get(&format!("host_{a_ref}"))
+            .map(String::as_str),
+        Some("RW")
+    );
+
+    // Host B: vdi_activate refused with VDIInUse naming A; the array rejects B's WRITE.
+    let e = p.dp(1, &vdi, "intruder", rw(true)).unwrap_err();
+    assert_eq!(e[0], "SR_BACKEND_FAILURE_24", "{e:?}\n{}", p.smlog_tail());
+    assert!(e.join(" ").contains(&a_name), "names the holder: {e:?}");
+    let w = write_on_b(&lab, lun).unwrap_err();
+    assert!(is_conflict(&w), "{w}");
+    write_on_a(&lab, lun).unwrap();
+
+    // vm-migrate: attach on B, deactivate on A (release), activate on B (reserve).
+    let t = Instant::now();
+    p.xe_ok(&[
+        "vm-migrate",
+        &format!("uuid={vm}"),
+        &format!("host={b_name}"),
+    ]);
+    out(&format!(
+        "RL-MIGRATE ms={} (2 disks, xapi order: attach B, deactivate A, activate B, detach A)",
+        t.elapsed().as_millis()
+    ));
+    let view = lab.array().pr_view(lun).unwrap();
+    assert_eq!(view.keys(), vec![p.key(1)], "{view:?}");
+    assert_eq!(
+        view.reservation.as_ref().map(|r| r.holder.as_str()),
+        Some(lab.host_b_desc().unwrap().iqn.as_str())
+    );
+    let w = write_on_a(&lab, lun).unwrap_err();
+    assert!(is_conflict(&w), "{w}");
+    write_on_b(&lab, lun).unwrap();
+    let sm = p.sm_config(&vdi);
+    assert!(!sm.contains_key(&format!("host_{a_ref}")), "{sm:?}");
+
+    p.xe_ok(&["vm-shutdown", &format!("uuid={vm}")]);
+    let view = lab.array().pr_view(lun).unwrap();
+    assert!(
+        view.keys().is_empty() && view.reservation.is_none(),
+        "{view:?}"
+    );
+
+    // Benchmark: vdi_activate and vdi_deactivate as whole plugin calls on host A.
+    p.dp(0, &vdi, "bench", rw(false)).unwrap();
+    let rounds = 10;
+    let (mut act_ms, mut deact_ms) = (Vec::new(), Vec::new());
+    let (mut act_ops, mut deact_ops) = (Vec::new(), Vec::new());
+    let mut plugin_ms = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for (active, wall, ops, pms) in [
+            (true, &mut act_ms, &mut act_ops, &mut plugin_ms.0),
+            (false, &mut deact_ms, &mut deact_ops, &mut plugin_ms.1),
+        ] {
+            let before = std::fs::metadata(&p.smlog_a).map_or(0, |m| m.len());
+            let t = Instant::now();
+            p.dp(0, &vdi, "bench", rw(active)).unwrap();
+            wall.push(t.elapsed().as_secs_f64() * 1000.0);
+            let log = std::fs::read(&p.smlog_a).unwrap();
+            *ops = scsi_ops(&String::from_utf8_lossy(
+                &log[usize::try_from(before).unwrap()..],
+            ));
+            let last = p.last_call(if active {
+                "vdi_activate"
+            } else {
+                "vdi_deactivate"
+            });
+            pms.push(last.ms as f64);
+        }
+    }
+    let count = |ops: &[String]| {
+        let mut m: BTreeMap<String, usize> = BTreeMap::new();
+        for o in ops {
+            *m.entry(o.clone()).or_default() += 1;
+        }
+        m
+    };
+    out(&format!(
+        "RL-BENCH rounds={rounds} vdi_activate: median_ms={:.1} plugin_ms={:.1} scsi_cmds={} {:?}; vdi_deactivate: median_ms={:.1} plugin_ms={:.1} scsi_cmds={} {:?}",
+        median(&mut act_ms),
+        median(&mut plugin_ms.0),
+        act_ops.len(),
+        count(&act_ops),
+        median(&mut deact_ms),
+        median(&mut plugin_ms.1),
+        deact_ops.len(),
+        count(&deact_ops),
+    ));
+    assert!(
+        !act_ops.is_empty() && !deact_ops.is_empty(),
+        "SCSI commands logged"
+    );
+
+    // Crash: A holds the LUN, then "reboots": xapi forgets its activation, the registrations
+    // stay on the array. Its next sr_attach removes them.
+    p.dp(0, &vdi, "bench", rw(true)).unwrap();
+    assert_eq!(lab.array().pr_view(lun).unwrap().keys(), vec![p.key(0)]);
+    p.emu().datapaths.forget(&vdi);
+    p.emu()
+        .write(|db| {
+            let mut sm = db.get("VDI", &vdi)?.map("sm_config");
+            sm.remove(&format!("host_{a_ref}"));
+            db.get_mut("VDI", &vdi)?.put_map("sm_config", &sm);
+            Ok(())
+        })
+        .unwrap();
+    let ctx = p.ctx();
+    let (ty, call) = p
+        .emu()
+        .read(|db| {
+            xapi_tests::storage::sr_call(db, &a_ref, &db.by_uuid("SR", &p.sr)?, "sr_attach", vec![])
+        })
+        .unwrap();
+    p.emu().smapi(&ctx, &a_ref, &ty, call).unwrap();
+    let view = lab.array().pr_view(lun).unwrap();
+    assert!(
+        view.keys().is_empty() && view.reservation.is_none(),
+        "stale registrations removed: {view:?}\n{}",
+        p.smlog_tail()
+    );
+    let smlog = std::fs::read_to_string(&p.smlog_a).unwrap();
+    assert!(smlog.contains("stale registrations"), "logged");
+}
+
+/// Host A holds a VDI and dies (its sessions cut, the pool marks it dead): host B's
+/// vdi_activate preempts it within a measured time; A's later writes are rejected; what B
+/// wrote survives (checksums). Then a LUN without PR support fails vdi_attach clearly.
+#[test]
+#[ignore = "lab2"]
+fn lab2_reservedlun_dead_host_is_fenced_and_a_lun_without_pr_is_refused() {
+    let Some(lab) = Lab::from_env() else { return };
+    let p = start(&lab);
+    let vdi_uuid = p.xe_ok(&[
+        "vdi-create",
+        &format!("sr-uuid={}", p.sr),
+        "name-label=data",
+        "type=user",
+        "virtual-size=400MiB",
+    ]);
+    let vdi = p.vdi_ref(&vdi_uuid);
+    let wwid = p.location(&vdi);
+    let lun = p.lun_of(&wwid);
+    p.dp(0, &vdi, "vm-a", rw(true)).unwrap();
+    write_on_a(&lab, lun).unwrap();
+
+    let iqn = lab.target_iqn().to_string();
+    let sessions_a = |op: &str| {
+        lab.run(
+            &Cmd::new("iscsiadm")
+                .args(["-m", "node", "-T", &iqn, op])
+                .timeout(Duration::from_secs(120)),
+        )
+        .unwrap();
+    };
+    sessions_a("--logout");
+    p.emu().set_host_live(&p.host(0).0, false).unwrap();
+    let t = Instant::now();
+    p.dp(1, &vdi, "vm-b", rw(true))
+        .unwrap_or_else(|e| panic!("B's activation: {e:?}"));
+    let fence_ms = t.elapsed().as_millis();
+    let plugin_ms = p.last_call("vdi_activate").ms;
+    out(&format!(
+        "RL-FENCE vdi_attach+vdi_activate on B wall_ms={fence_ms} vdi_activate_ms={plugin_ms}"
+    ));
+    assert!(fence_ms < 60_000, "bounded: {fence_ms} ms");
+    let view = lab.array().pr_view(lun).unwrap();
+    assert_eq!(view.keys(), vec![p.key(1)], "{view:?}");
+
+    let bmap = format!("/dev/mapper/{wwid}");
+    let b = lab.host_b().unwrap();
+    let w = b
+        .run(&AgentRequest::new([
+            "sh",
+            "-c",
+            &format!("head -c 1048576 /dev/urandom > /tmp/rl-data && dd if=/tmp/rl-data of={bmap} bs=1M count=1 seek=2 oflag=direct conv=fsync status=none && sha256sum < /tmp/rl-data"),
+        ]))
+        .unwrap();
+    assert!(w.success(), "{w:?}");
+    let written = w.stdout.split_whitespace().next().unwrap().to_string();
+
+    // A comes back: every write of A is rejected, B's data stays.
+    let amap = format!("/dev/mapper/{wwid}");
+    sessions_a("--login");
+    let t = Instant::now();
+    let mut last;
+    let rejected = loop {
+        let _ = lab.run(&Cmd::new("udevadm").args(["settle", "--timeout=10"]));
+        // Device names change with the new sessions: the map's slaves now.
+        let paths = paths_of_map(&Sysfs::default(), &amap).unwrap_or_default();
+        let results: Vec<Result<(), String>> = paths
+            .iter()
+            .filter(|p| p.usable)
+            .map(|p| write_on_a_dev(&lab, &p.name))
+            .collect();
+        if results.len() >= 2 {
+            if results.iter().any(Result::is_ok) {
+                break false;
+            }
+            if results
+                .iter()
+                .all(|r| r.as_ref().is_err_and(|e| is_conflict(e)))
+            {
+                break true;
+            }
+        }
+        last = format!("{results:?}");
+        assert!(t.elapsed() < Duration::from_secs(60), "A's path: {last}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(rejected, "host A's write after fencing must be rejected");
+    let r = b
+        .run(&AgentRequest::new([
+            "sh",
+            "-c",
+            &format!("dd if={bmap} bs=1M count=1 skip=2 iflag=direct status=none | sha256sum"),
+        ]))
+        .unwrap();
+    assert_eq!(r.stdout.split_whitespace().next(), Some(written.as_str()));
+    assert_eq!(lab.array().pr_view(lun).unwrap().keys(), vec![p.key(1)]);
+    p.emu().set_host_live(&p.host(0).0, true).unwrap();
+    p.dp(1, &vdi, "vm-b", None).unwrap();
+    assert!(lab.array().pr_view(lun).unwrap().keys().is_empty());
+
+    // A LUN without PR support: sr-scan finds it, vdi_attach refuses it (fault 46).
+    let nopr = lab.array().add_lun_without_pr(64).unwrap();
+    lab.run(&Cmd::new("iscsiadm").args(["-m", "session", "--rescan"]))
+        .unwrap();
+    let _ = lab.run(&Cmd::new("udevadm").args(["settle", "--timeout=30"]));
+    p.xe_ok(&["sr-scan", &format!("uuid={}", p.sr)]);
+    let known: Vec<String> = lab.luns().iter().map(|l| l.wwid.clone()).collect();
+    let new_vdi = p
+        .emu()
+        .read(|db| {
+            let sr = db.by_uuid("SR", &p.sr)?;
+            Ok(db.where_eq("VDI", "SR", &sr).into_iter().find(|v| {
+                db.get("VDI", v)
+                    .is_ok_and(|r| !known.contains(&r.s("location")))
+            }))
+        })
+        .unwrap()
+        .unwrap_or_else(|| panic!("sr-scan introduced LUN {nopr}"));
+    let _ = p.location(&new_vdi);
+    let e = p.dp(0, &new_vdi, "vm-a", rw(true)).unwrap_err();
+    assert_eq!(e[0], "SR_BACKEND_FAILURE_46", "{e:?}");
+    assert!(
+        e.join(" ")
+            .contains("does not support SCSI-3 persistent reservations"),
+        "{e:?}"
+    );
+}
