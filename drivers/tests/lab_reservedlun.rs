@@ -368,9 +368,15 @@ fn lab2_reservedlun_exclusive_activation_migration_and_crash_cleanup() {
     );
 
     // Host B: vdi_activate refused with VDIInUse naming A; the array rejects B's WRITE.
+    // (xapi maps fault 24 to VDI_IN_USE; the plugin's fault text is in the emulator's trace.)
     let e = p.dp(1, &vdi, "intruder", rw(true)).unwrap_err();
-    assert_eq!(e[0], "SR_BACKEND_FAILURE_24", "{e:?}\n{}", p.smlog_tail());
-    assert!(e.join(" ").contains(&a_name), "names the holder: {e:?}");
+    assert_eq!(e[0], "VDI_IN_USE", "{e:?}\n{}", p.smlog_tail());
+    let refused = p.last_call("vdi_activate");
+    assert_eq!(refused.host_name, b_name);
+    let (code, text) = refused.fault.clone().unwrap();
+    assert_eq!(code, 24, "{text}");
+    assert!(text.contains(&a_name), "names the holder: {text}");
+    out(&format!("RL-REFUSED {text}"));
     let w = write_on_b(&lab, lun).unwrap_err();
     assert!(is_conflict(&w), "{w}");
     write_on_a(&lab, lun).unwrap();
