@@ -19,7 +19,7 @@ use sm_core::host::run::Cmd;
 use xapi_tests::config::{Config, Exec};
 use xapi_tests::db::RecordExt;
 use xapi_tests::emulator::{Emulator, OpCtx};
-use xapi_tests::lab::{AgentRequest, Lab, error_chain};
+use xapi_tests::lab::{AgentRequest, Lab, error_chain, write_block_argv};
 use xapi_tests::server::Running;
 use xapi_tests::storage::datapath::DpState;
 
@@ -247,38 +247,13 @@ impl Pool<'_> {
     }
 }
 
-/// WRITE(10) of one block at LBA 8 through raw path `dev` of a host: Ok or sg_raw's words.
-fn write_argv(dev: &str) -> Vec<String> {
-    [
-        "sg_raw",
-        "-s",
-        "512",
-        "-i",
-        "/dev/zero",
-        dev,
-        "2a",
-        "00",
-        "00",
-        "00",
-        "00",
-        "08",
-        "00",
-        "00",
-        "01",
-        "00",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
 fn write_on_a(lab: &Lab, lun: u32) -> Result<(), String> {
     let dev = lab.host_a_lun(lun).unwrap().paths[0].dev_path();
     write_on_a_dev(lab, &dev.display().to_string())
 }
 
 fn write_on_a_dev(lab: &Lab, dev: &str) -> Result<(), String> {
-    let argv = write_argv(dev);
+    let argv = write_block_argv(dev);
     lab.run(&Cmd::new(&argv[0]).args(&argv[1..]))
         .map(drop)
         .map_err(|e| error_chain(&e))
@@ -289,7 +264,9 @@ fn write_on_b(lab: &Lab, lun: u32) -> Result<(), String> {
     let r = lab
         .host_b()
         .unwrap()
-        .run(&AgentRequest::new(write_argv(&dev.display().to_string())))
+        .run(&AgentRequest::new(write_block_argv(
+            &dev.display().to_string(),
+        )))
         .unwrap();
     if r.success() {
         Ok(())

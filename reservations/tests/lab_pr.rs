@@ -16,7 +16,7 @@ use reservations::slaves::{Sysfs, paths_of_map};
 use reservations::{Exclusive, Lu, Path, Policy, PrError, PrKey, mpathd};
 use serde_json::Value;
 use sm_core::host::run::{Cmd, SystemRunner};
-use xapi_tests::lab::{AgentRequest, Lab, PrType, error_chain};
+use xapi_tests::lab::{AgentRequest, Lab, PrType, error_chain, write_block_argv};
 
 const UUID_A: &str = "a0a0a0a0-0000-4000-8000-00000000000a";
 const UUID_B: &str = "b0b0b0b0-0000-4000-8000-00000000000b";
@@ -105,25 +105,11 @@ fn pr_b(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> (i32, Value) {
 
 /// WRITE(10) of one zero block through a raw path on host B: Ok or the sg_raw output.
 fn write_b(lab: &Lab, dev: &str) -> Result<(), String> {
-    let argv = [
-        "sg_raw",
-        "-s",
-        "512",
-        "-i",
-        "/dev/zero",
-        dev,
-        "2a",
-        "00",
-        "00",
-        "00",
-        "00",
-        "08",
-        "00",
-        "00",
-        "01",
-        "00",
-    ];
-    let r = lab.host_b().unwrap().run(&AgentRequest::new(argv)).unwrap();
+    let r = lab
+        .host_b()
+        .unwrap()
+        .run(&AgentRequest::new(write_block_argv(dev)))
+        .unwrap();
     if r.success() {
         Ok(())
     } else {
@@ -133,23 +119,8 @@ fn write_b(lab: &Lab, dev: &str) -> Result<(), String> {
 
 /// WRITE(10) through a raw path on host A.
 fn write_a(lab: &Lab, dev: &str) -> Result<(), String> {
-    let cmd = Cmd::new("sg_raw").args([
-        "-s",
-        "512",
-        "-i",
-        "/dev/zero",
-        dev,
-        "2a",
-        "00",
-        "00",
-        "00",
-        "00",
-        "08",
-        "00",
-        "00",
-        "01",
-        "00",
-    ]);
+    let argv = write_block_argv(dev);
+    let cmd = Cmd::new(&argv[0]).args(&argv[1..]);
     lab.run(&cmd).map(drop).map_err(|e| error_chain(&e))
 }
 

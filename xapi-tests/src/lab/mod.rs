@@ -259,6 +259,17 @@ impl Lab {
     }
 }
 
+/// `sg_raw` writing one 512-byte block of zeros at LBA 8 through raw SCSI path `dev` (WRITE(10)):
+/// how tests see whether the array accepts a host's writes (a reservation conflict fails it).
+pub fn write_block_argv(dev: &str) -> Vec<String> {
+    let cdb = ["2a", "00", "00", "00", "00", "08", "00", "00", "01", "00"];
+    ["sg_raw", "-s", "512", "-i", "/dev/zero", dev]
+        .into_iter()
+        .chain(cdb)
+        .map(String::from)
+        .collect()
+}
+
 /// `err` and its sources, joined with ": ".
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut s = err.to_string();
