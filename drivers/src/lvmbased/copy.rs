@@ -6,7 +6,8 @@
 //! 2. `lvcreate xsm-copy-<new>`: a thick LV of the source's size (not zeroed: every byte is
 //!    written);
 //! 3. `lvcreate -s xsm-cow-<new>`: an LVM snapshot of the source, atomic even while a VM writes
-//!    to it (lvm2 suspends the source's mapping for an instant);
+//!    to it (lvm2 suspends the source's mapping for an instant); an inactive source is activated
+//!    first (a snapshot is active exactly when its origin is) and deactivated again at the end;
 //! 4. every byte copied from the snapshot into the new LV (direct I/O, progress reported to the
 //!    xapi task when there is one);
 //! 5. one report: the snapshot must still be valid (had writes to the source overflowed its
@@ -156,17 +157,20 @@ pub fn copy(cx: &Ctx<'_>, sr: &SrVg<'_>, kind: CopyKind) -> SmResult<VdiLocation
             },
         )?;
         made.copy = Some(copy_lv.clone());
+        // A snapshot shares its origin's activation: lvm2 will not activate one alone. An
+        // inactive source is activated first (nobody writes to it: this call holds its lock),
+        // so the snapshot is created active, and deactivated again afterwards.
+        if !src.attr.is_active() {
+            sr.lvm.lv_activate(&sr.name, &src.name, true)?;
+            made.reactivated_source = Some(src.name.clone());
+        }
         sr.lvm
             .lv_snapshot(&sr.name, &src.name, &cow_lv, cow_bytes)?;
         made.cow = Some(cow_lv.clone());
-        if !src.attr.is_active() {
-            made.reactivated_source = Some(src.name.clone());
-            sr.lvm.lv_activate(&sr.name, &cow_lv, true)?;
-        }
         let started = Instant::now();
         let mut last = Instant::now();
         let progress_task = task(cx);
-        blockcopy::copy(
+        let copied = blockcopy::copy(
             &sr.lv_path(&cow_lv),
             &sr.lv_path(&copy_lv),
             size,
@@ -181,17 +185,22 @@ pub fn copy(cx: &Ctx<'_>, sr: &SrVg<'_>, kind: CopyKind) -> SmResult<VdiLocation
                     }
                 }
             },
-        )
-        .map_err(|e| SmError::new(code, e))?;
-        tracing::info!(
-            bytes = size,
-            ms = started.elapsed().as_millis() as u64,
-            "copied from a copy-on-write snapshot"
         );
+        // An overflowing snapshot turns invalid and its reads fail (EIO): the validity check
+        // comes first, so such a failure is reported as what it is.
         let after = sr.require()?;
         match after.lv(&cow_lv) {
-            Some(c) if !c.attr.is_invalid_snapshot() => {}
-            _ => {
+            Some(c) if !c.attr.is_invalid_snapshot() => {
+                copied.map_err(|e| SmError::new(code, e))?;
+            }
+            None => {
+                copied.map_err(|e| SmError::new(code, e))?;
+                return Err(SmError::msg(
+                    code,
+                    format!("the copy-on-write snapshot {cow_lv} vanished during the copy"),
+                ));
+            }
+            Some(_) => {
                 return Err(SmError::msg(
                     code,
                     format!(
@@ -203,6 +212,11 @@ pub fn copy(cx: &Ctx<'_>, sr: &SrVg<'_>, kind: CopyKind) -> SmResult<VdiLocation
                 ));
             }
         }
+        tracing::info!(
+            bytes = size,
+            ms = started.elapsed().as_millis() as u64,
+            "copied from a copy-on-write snapshot"
+        );
         sr.lvm.lv_remove(&sr.name, &cow_lv)?;
         made.cow = None;
         made.restore_source();

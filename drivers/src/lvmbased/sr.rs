@@ -65,6 +65,20 @@ pub fn create(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
             ),
         ));
     }
+    // The same VG name on other devices of this host would make both SRs unusable: lvm2
+    // refuses to act on duplicate VG names. Only this check looks beyond the SR's devices.
+    let mut everywhere = lvm_options(cx, &[]);
+    everywhere.devices.clear();
+    if let Some(vg) = Lvm::new(cx.host.runner.as_ref(), everywhere)?.vg(&sr.name)? {
+        return Err(SmError::msg(
+            SmCode::SRExists,
+            format!(
+                "volume group {} exists on other devices of this host ({})",
+                sr.name,
+                join_paths(&vg.pvs.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
+            ),
+        ));
+    }
     let mut seen = Vec::new();
     for dev in &sr.devices {
         let devno = block::rdev(dev).map(block::dev_pair).map_err(|e| {
@@ -299,7 +313,14 @@ pub fn probe(cx: &Ctx<'_>, devices: &[PathBuf]) -> SmResult<String> {
             let uuid = layout::sr_of_vg(&vg.name)?;
             Some(ProbedSr {
                 uuid: uuid.to_string(),
-                devlist: join_paths(&vg.pvs.iter().map(|p| p.name.clone()).collect::<Vec<_>>()),
+                // A PV on a device outside the probed ones has no name in this scope.
+                devlist: join_paths(
+                    &vg.pvs
+                        .iter()
+                        .filter(|p| p.name.is_absolute())
+                        .map(|p| p.name.clone())
+                        .collect::<Vec<_>>(),
+                ),
                 size: vg.size,
             })
         })

@@ -440,7 +440,9 @@ fn a_failed_copy_removes_what_it_made_and_restores_the_source() {
     let (fake, calls) = env();
     record(&calls, A, 2 * EXT);
     on_report(&fake, &report(50, &[(&lv(A), 2 * EXT, "-wi-------", "")]));
-    // The fake lvm makes no device nodes, so the copy cannot open the snapshot.
+    // The fake lvm makes no device nodes, so the copy cannot open the snapshot; the report
+    // after it (the snapshot's validity) shows no snapshot, and the copy's error is the fault.
+    on_report(&fake, &report(50, &[(&lv(A), 2 * EXT, "-wi-------", "")]));
     let (c, s) = calls.vdi_call("vdi_snapshot", &[], A).unwrap_err();
     assert_eq!(c, 82, "{s}");
     let seq: Vec<String> = fake
@@ -457,23 +459,25 @@ fn a_failed_copy_removes_what_it_made_and_restores_the_source() {
             format!("{} {} {}", c[1], flags.join(""), last)
         })
         .collect();
-    assert_eq!(seq.len(), 7, "{seq:?}");
+    assert_eq!(seq.len(), 8, "{seq:?}");
     assert!(seq[0].starts_with("fullreport"));
     assert!(
         seq[1].starts_with("lvcreate -ay VG_XenStorage"),
         "copy LV: {seq:?}"
     );
+    assert_eq!(
+        seq[2],
+        format!("lvchange -ay {}", lv(A)),
+        "an inactive source is activated before its snapshot is taken: {seq:?}"
+    );
     assert!(
-        seq[2].starts_with("lvcreate -s") && seq[2].ends_with(&lv(A)),
+        seq[3].starts_with("lvcreate -s") && seq[3].ends_with(&lv(A)),
         "{seq:?}"
     );
-    assert!(
-        seq[3].starts_with("lvchange -ay xsm-cow-"),
-        "inactive source: {seq:?}"
-    );
-    assert!(seq[4].starts_with("lvremove  xsm-cow-"), "{seq:?}");
-    assert!(seq[5].starts_with("lvremove  xsm-copy-"), "{seq:?}");
-    assert_eq!(seq[6], format!("lvchange -an {}", lv(A)));
+    assert!(seq[4].starts_with("fullreport"), "{seq:?}");
+    assert!(seq[5].starts_with("lvremove  xsm-cow-"), "{seq:?}");
+    assert!(seq[6].starts_with("lvremove  xsm-copy-"), "{seq:?}");
+    assert_eq!(seq[7], format!("lvchange -an {}", lv(A)));
     assert_eq!(
         calls.xapi.state().vdis.len(),
         1,
