@@ -390,7 +390,7 @@ fn lab2_reservedlun_exclusive_activation_migration_and_crash_cleanup() {
 
     // Benchmark: vdi_activate and vdi_deactivate as whole plugin calls on host A.
     p.dp(0, &vdi, "bench", rw(false)).unwrap();
-    let rounds = 10;
+    let rounds = 5;
     let (mut act_ms, mut deact_ms) = (Vec::new(), Vec::new());
     let (mut act_ops, mut deact_ops) = (Vec::new(), Vec::new());
     let mut plugin_ms = (Vec::new(), Vec::new());
