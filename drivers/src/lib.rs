@@ -6,6 +6,7 @@
 //! | `FileSR` | `file` | [`file`]: VHD files in a local directory |
 //! | `EXTSR` | `ext` | [`ext`]: VHD files on an ext4 filesystem made on a local device |
 //! | `LVMSR` | `lvm` | [`lvm`]: raw logical volumes in a volume group on local devices |
+//! | `MultipathLVMoISCSISR` | `multipathlvmoiscsi` | [`multipathlvmoiscsi`]: as `lvm`, on one iSCSI LUN through dm-multipath |
 //! | `ReservedLUNSR` | `reservedlun` | [`reservedlun`]: a LUN of an iSCSI target per VDI, activated under a SCSI-3 reservation |
 //!
 //! Drivers are thin: they compose sm-core (request/response, errors, runner, locks, XenAPI, LVM)
@@ -41,6 +42,7 @@ pub static DRIVERS: &[&dyn Driver] = &[
     &file::DRIVER,
     &ext::DRIVER,
     &lvm::DRIVER,
+    &multipathlvmoiscsi::DRIVER,
     &reservedlun::DRIVER,
 ];
 
