@@ -8,14 +8,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use multipath::alua::{self, Deadlines};
 use multipath::discovery::{self, Options};
 use multipath::{System, Topology, TpgState};
 use sm_core::host::Paths;
 use sm_core::host::run::{Cmd, SystemRunner};
-use xapi_tests::lab::{AccessState, Lab, error_chain};
+use xapi_tests::lab::{AccessState, Lab, run_ok as run, wait_until};
 
 /// What `sg_inq -p 0x83` says about a path.
 #[derive(Debug, Default, PartialEq)]
@@ -154,31 +153,6 @@ fn parse_ll(text: &str) -> Vec<LlMap> {
         }
     }
     maps
-}
-
-fn run(lab: &Lab, argv: &[&str]) -> String {
-    let cmd = Cmd::new(argv[0])
-        .args(&argv[1..])
-        .timeout(Duration::from_secs(120));
-    match lab.run(&cmd) {
-        Ok(out) => out.stdout_str(),
-        Err(e) => panic!("{}: {}", cmd.display(), error_chain(&e)),
-    }
-}
-
-fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let note = match cond() {
-            Ok(()) => return,
-            Err(n) => n,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}: {note}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn host() -> System {

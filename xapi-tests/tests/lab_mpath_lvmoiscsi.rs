@@ -21,7 +21,7 @@ use sm_core::secret::Secret;
 use sm_core::xenapi::XenApiError;
 use sm_core::xmlrpc::Value;
 use xapi_tests::appendix::{self, Setup, Variant};
-use xapi_tests::lab::{Lab, error_chain};
+use xapi_tests::lab::{Lab, error_chain, run_ok as run, wait_until};
 
 const TYPE: &str = "multipathlvmoiscsi";
 const CHAP_USER: &str = "mpuser";
@@ -161,31 +161,6 @@ fn consumer_srlist(xml: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
-fn run(lab: &Lab, argv: &[&str]) -> String {
-    let cmd = Cmd::new(argv[0])
-        .args(&argv[1..])
-        .timeout(Duration::from_secs(120));
-    match lab.run(&cmd) {
-        Ok(out) => out.stdout_str(),
-        Err(e) => panic!("{}: {}", cmd.display(), error_chain(&e)),
-    }
-}
-
-fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let note = match cond() {
-            Ok(()) => return,
-            Err(n) => n,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}: {note}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 /// A target of the array made for one test, removed (with host A's sessions) on drop.
 struct Target<'a> {
     lab: &'a Lab,
@@ -264,10 +239,18 @@ fn pool() -> common::Pool {
     })
 }
 
+/// The host part of a lab portal (`address:port`).
+fn portal_host(p: &xapi_tests::lab::PortalDesc) -> String {
+    p.address
+        .rsplit_once(':')
+        .map_or(p.address.clone(), |(h, _)| h.to_string())
+}
+
+/// device_config `target`: every portal's address, as an administrator types it.
 fn portals(lab: &Lab) -> String {
     lab.portals()
         .iter()
-        .map(|p| p.address.clone())
+        .map(portal_host)
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -392,7 +375,7 @@ fn lab_mpath_lvmoiscsi_probe_stages_read_as_xencenter_and_xo_do() {
     let iqns = consumer_iqns(&e[3]).unwrap_or_else(|why| panic!("{why}: {}", e[3]));
     for portal in lab.portals() {
         assert!(
-            iqns.contains(&(portal.address.clone(), 3260, t.iqn.clone())),
+            iqns.contains(&(portal_host(portal), 3260, t.iqn.clone())),
             "{iqns:?}"
         );
     }

@@ -31,7 +31,7 @@ use multipath::alua::{self, AccessReport, Deadlines};
 use multipath::discovery::{self, Options, VpdSource};
 use multipath::iscsi::login::{self, TargetName, TargetSpec};
 use multipath::iscsi::{Iqn, initiator, luns};
-use multipath::{ErrorKind, MultipathError, System, TpgState, dm};
+use multipath::{ErrorKind, MultipathError, System, Topology, TpgState, dm};
 use sm_core::driver::Ctx;
 use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::scsi::AccessState;
@@ -278,15 +278,13 @@ impl<'a> IscsiSr<'a> {
         }
         let map = dm::wait_for_map(self.sys, scsi_id, disks.len(), MAP_TIMEOUT)
             .map_err(|e| fault(SmCode::MultipathMapperPathMissing, e))?;
-        let alua = self.ensure_optimized(scsi_id)?;
-        let topo = discovery::discover(
-            self.sys,
-            &Options {
-                vpd: VpdSource::KernelCache,
-                only: Some(vec![scsi_id.to_string()]),
-            },
-        )
-        .map_err(|e| fault(SmCode::SRUnavailable, e))?;
+        let topo = discovery::discover(self.sys, &Options::only(&[scsi_id]))
+            .map_err(|e| fault(SmCode::SRUnavailable, e))?;
+        let alua = self.ensure_optimized(scsi_id, &topo)?;
+        let topo = match alua {
+            Some(_) => self.cached_topology(scsi_id)?,
+            None => topo,
+        };
         let (active, total) = topo
             .find_lu(scsi_id)
             .map_or((0, 0), |l| (l.active_paths, l.total_paths));
@@ -312,9 +310,7 @@ impl<'a> IscsiSr<'a> {
     /// active/optimized: with explicit ALUA, make one so (the preferred group first), and
     /// wait for multipathd to follow; without, carry on when a group is at least active, else
     /// fail (no path can carry I/O).
-    fn ensure_optimized(&self, scsi_id: &str) -> SmResult<Option<AccessReport>> {
-        let topo = discovery::discover(self.sys, &Options::only(&[scsi_id]))
-            .map_err(|e| fault(SmCode::SRUnavailable, e))?;
+    fn ensure_optimized(&self, scsi_id: &str, topo: &Topology) -> SmResult<Option<AccessReport>> {
         let Some(lu) = topo.find_lu(scsi_id) else {
             return Err(SmError::msg(
                 SmCode::MultipathMapperPathMissing,
@@ -373,7 +369,7 @@ impl<'a> IscsiSr<'a> {
         );
         match alua::set_tpg_access(
             self.sys,
-            &topo,
+            topo,
             scsi_id,
             &[(g.tpg_id, AccessState::ActiveOptimized)],
             self.alua_deadlines,
@@ -388,6 +384,18 @@ impl<'a> IscsiSr<'a> {
             }
             Err(e) => Err(fault(SmCode::SRUnavailable, e)),
         }
+    }
+
+    /// Discovery of LU `scsi_id` with the paths' identities from the kernel's VPD copy.
+    fn cached_topology(&self, scsi_id: &str) -> SmResult<Topology> {
+        discovery::discover(
+            self.sys,
+            &Options {
+                vpd: VpdSource::KernelCache,
+                only: Some(vec![scsi_id.to_string()]),
+            },
+        )
+        .map_err(|e| fault(SmCode::SRUnavailable, e))
     }
 
     /// Records the LU's path counts and sessions on the PBD and marks the SR multipathable.
@@ -405,14 +413,7 @@ impl<'a> IscsiSr<'a> {
     /// Counts the LU's paths again (no SCSI command beyond one INQUIRY and RTPG) and records
     /// them; for sr_scan and sr_update. Returns `(active, max)`.
     pub fn refresh_paths(&self, scsi_id: &str) -> SmResult<Option<(usize, usize)>> {
-        let topo = discovery::discover(
-            self.sys,
-            &Options {
-                vpd: VpdSource::KernelCache,
-                only: Some(vec![scsi_id.to_string()]),
-            },
-        )
-        .map_err(|e| fault(SmCode::SRUnavailable, e))?;
+        let topo = self.cached_topology(scsi_id)?;
         let Some(lu) = topo.find_lu(scsi_id) else {
             return Ok(None);
         };

@@ -270,6 +270,44 @@ pub fn write_block_argv(dev: &str) -> Vec<String> {
         .collect()
 }
 
+/// Polls `cond` every 500 ms until it holds; panics after `secs` naming `what` and the last
+/// note `cond` gave. For lab tests.
+///
+/// # Panics
+/// When `cond` does not hold within `secs` seconds.
+pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> Result<(), String>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let note = match cond() {
+            Ok(()) => return,
+            Err(note) => note,
+        };
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}: {note}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// Runs `argv` on host A (120 s limit) and returns its stdout; panics with the whole error
+/// otherwise. For lab tests.
+///
+/// # Panics
+/// When the command fails.
+pub fn run_ok(lab: &Lab, argv: &[&str]) -> String {
+    let Some((prog, args)) = argv.split_first() else {
+        panic!("run_ok: empty argv");
+    };
+    let cmd = Cmd::new(*prog)
+        .args(args)
+        .timeout(std::time::Duration::from_secs(120));
+    match lab.run(&cmd) {
+        Ok(out) => out.stdout_str(),
+        Err(e) => panic!("{}: {}", cmd.display(), error_chain(&e)),
+    }
+}
+
 /// `err` and its sources, joined with ": ".
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut s = err.to_string();
