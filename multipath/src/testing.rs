@@ -309,6 +309,27 @@ impl LabFake {
         lab
     }
 
+    /// Scripts one SendTargets discovery on each of t2's portals (what a login that finds no
+    /// node records runs), answered with the capture.
+    pub fn script_t2_discovery(&self) {
+        for p in ["10.99.0.1:3260", "10.99.0.2:3260"] {
+            let argv = [
+                "iscsiadm",
+                "-m",
+                "discoverydb",
+                "-t",
+                "st",
+                "-p",
+                p,
+                "-I",
+                "default",
+                "--discover",
+            ];
+            self.runner
+                .on(&argv, 0, &fixture("iscsiadm-discovery-t2.stdout"), "");
+        }
+    }
+
     /// Builds a fake from a captured sysfs tree and `show maps json` reply.
     ///
     /// # Panics

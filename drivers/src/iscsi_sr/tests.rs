@@ -82,25 +82,7 @@ pub(crate) const T2_DCONF: &[(&str, &str)] = &[
 ];
 
 pub(crate) fn script_t2_discovery(lab: &LabFake) {
-    for p in ["10.99.0.1:3260", "10.99.0.2:3260"] {
-        lab.runner.on(
-            &[
-                "iscsiadm",
-                "-m",
-                "discoverydb",
-                "-t",
-                "st",
-                "-p",
-                p,
-                "-I",
-                "default",
-                "--discover",
-            ],
-            0,
-            &fixture("iscsiadm-discovery-t2.stdout"),
-            "",
-        );
-    }
+    lab.script_t2_discovery();
 }
 
 pub(crate) fn t2_sessions(w: &World) -> usize {

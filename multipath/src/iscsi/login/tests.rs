@@ -72,21 +72,7 @@ fn new_sessions_are_counted_and_logged_out_by_the_last_sr() {
         &fixture("iscsiadm-iface.stdout"),
         "",
     );
-    for p in ["10.99.0.1:3260", "10.99.0.2:3260"] {
-        let argv = [
-            "iscsiadm",
-            "-m",
-            "discoverydb",
-            "-t",
-            "st",
-            "-p",
-            p,
-            "-I",
-            "default",
-            "--discover",
-        ];
-        sim.on(&argv, 0, &fixture("iscsiadm-discovery-t2.stdout"), "");
-    }
+    lab.script_t2_discovery();
     sim.on(
         &["iscsiadm", "-m", "node", "-p", "10.99.0.1:3260", "-T", T2],
         0,
