@@ -281,9 +281,13 @@ fn map_value(d: &BTreeMap<String, String>) -> Value {
     Value::string_map(d.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
+/// The pool master: this machine (the other host has its own `SM_ROOT`).
 fn master(p: &common::Pool) -> String {
     let x = p.xenapi();
-    x.call("host.get_all", &[]).unwrap().as_array().unwrap()[0].to_text()
+    let pool = x.call("pool.get_all", &[]).unwrap().as_array().unwrap()[0].to_text();
+    x.call("pool.get_master", &[Value::from(pool.as_str())])
+        .unwrap()
+        .to_text()
 }
 
 /// SR.probe: Ok(answer) or Err(ErrorDescription).
@@ -515,7 +519,7 @@ fn lab_mpath_lvmoiscsi_bad_input_gets_its_fault_and_leaves_nothing() {
 #[ignore = "lab"]
 fn lab_mpath_lvmoiscsi_io_on_a_vdi_survives_a_portal_going_down() {
     let Some(lab) = Lab::from_env() else { return };
-    let t = Target::add(&lab, "mpio", 1, 256);
+    let t = Target::add(&lab, "mpio", 1, 512);
     let p = pool();
     let sr = uuid_of(
         &p,
