@@ -96,9 +96,32 @@ pub fn reload(runner: &dyn Runner, wwid: &str) -> Result<()> {
     multipath(runner, &["-r", wwid], "multipath -r").map(drop)
 }
 
-/// `multipath -f <map>`: removes the map (fails while it is open).
+/// `e` and its sources, as one text.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        text.push_str(": ");
+        text.push_str(&x.to_string());
+        src = x.source();
+    }
+    text
+}
+
+/// `multipath -f <map>`: removes the map. A map held open only for an instant (udev's blkid
+/// after a change, lvm2 scanning) is retried for up to 3 s; one still in use then fails.
 pub fn flush(runner: &dyn Runner, map: &str) -> Result<()> {
-    multipath(runner, &["-f", map], "multipath -f").map(drop)
+    let mut left = 12;
+    loop {
+        match multipath(runner, &["-f", map], "multipath -f") {
+            Ok(_) => return Ok(()),
+            Err(e) if left > 0 && chain(&e).contains("in use") => {
+                left -= 1;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Waits until multipathd has a map for `wwid` with at least `paths` paths and its device node
