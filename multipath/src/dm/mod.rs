@@ -69,6 +69,12 @@ pub fn reload_map(md: &dyn Multipathd, map: &str) -> Result<()> {
     action(md, format!("reload map {map}"))
 }
 
+/// `disablequeueing map <map>`: I/O queued on a map without paths fails at once, and so does
+/// new I/O, instead of waiting for a path (`queue_if_no_path`) that will not come back.
+pub fn disable_queueing(md: &dyn Multipathd, map: &str) -> Result<()> {
+    action(md, format!("disablequeueing map {map}"))
+}
+
 /// The `polling_interval` of multipathd's running configuration (`show config`), if set.
 pub fn polling_interval(md: &dyn Multipathd) -> Result<Option<u32>> {
     let config = md.command("show config")?;
@@ -108,6 +114,12 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Whether `multipath -f` failed because something held the map open: multipathd says "in use",
+/// the device-mapper remove ioctl "Device or resource busy".
+fn held_open(text: &str) -> bool {
+    text.contains("in use") || text.contains("resource busy")
+}
+
 /// `multipath -f <map>`: removes the map. A map held open only for an instant (udev's blkid
 /// after a change, lvm2 scanning) is retried for up to 3 s; one still in use then fails.
 pub fn flush(runner: &dyn Runner, map: &str) -> Result<()> {
@@ -115,7 +127,7 @@ pub fn flush(runner: &dyn Runner, map: &str) -> Result<()> {
     loop {
         match multipath(runner, &["-f", map], "multipath -f") {
             Ok(_) => return Ok(()),
-            Err(e) if left > 0 && chain(&e).contains("in use") => {
+            Err(e) if left > 0 && held_open(&chain(&e)) => {
                 left -= 1;
                 std::thread::sleep(Duration::from_millis(250));
             }
@@ -174,6 +186,38 @@ mod tests {
         assert!(fail_path(&Canned("ok\n"), "sdb").is_ok());
         let e = fail_path(&Canned("fail\n"), "sdzz").unwrap_err();
         assert!(matches!(e, MultipathError::MultipathdRefused { .. }), "{e}");
+    }
+
+    const BUSY: &str = "libdevmapper: ioctl/libdm-iface.c(1980): device-mapper: remove ioctl on \
+                        3600  failed: Device or resource busy\nfailed to remove multipath map 3600\n";
+
+    #[test]
+    fn flush_retries_a_map_held_open_for_an_instant() {
+        let r = sm_core::testing::FakeRunner::new();
+        r.on(&["multipath", "-f"], 1, "", BUSY).on(
+            &["multipath", "-f"],
+            1,
+            "",
+            "3600: map in use\n",
+        );
+        flush(&r, "3600").unwrap();
+        assert_eq!(r.calls().len(), 3, "two refusals, then the flush");
+    }
+
+    #[test]
+    fn flush_gives_up_on_a_map_that_stays_open_and_fails_other_errors_at_once() {
+        let r = sm_core::testing::FakeRunner::new();
+        for _ in 0..13 {
+            r.on(&["multipath", "-f"], 1, "", BUSY);
+        }
+        let e = flush(&r, "3600").unwrap_err();
+        assert!(chain(&e).contains("resource busy"), "{}", chain(&e));
+        assert_eq!(r.calls().len(), 13, "the first try and 12 retries");
+
+        let r = sm_core::testing::FakeRunner::new();
+        r.on(&["multipath", "-f"], 1, "", "3600: no such map\n");
+        assert!(flush(&r, "3600").is_err());
+        assert_eq!(r.calls().len(), 1);
     }
 
     #[test]

@@ -378,6 +378,16 @@ pub fn disconnect(sys: &System, target: &Iqn, sr: &str) -> Result<Released> {
         dm::flush(sys.runner.as_ref(), &m.name)?;
         out.flushed.push(wwid.to_string());
     }
+    let (going_disks, going_wwids): (BTreeSet<String>, BTreeSet<String>) = sys
+        .sysfs
+        .scsi_disks()
+        .into_iter()
+        .filter(|d| d.session.is_some_and(|sid| going.contains(&sid)))
+        .map(|d| {
+            let wwid = crate::discovery::disk_wwid(sys, &d).unwrap_or_default();
+            (d.name, wwid)
+        })
+        .unzip();
     let adm = iscsiadm(sys);
     for p in &ours {
         if adm.logout(p, target)? {
@@ -385,8 +395,59 @@ pub fn disconnect(sys: &System, target: &Iqn, sr: &str) -> Result<Released> {
         }
     }
     counts.clear_adopted(target)?;
+    sweep_orphan_maps(sys, &going_disks, &going_wwids, &mut out.flushed);
     tracing::info!(target = %target, logged_out = out.logged_out.len(), "target disconnected");
     Ok(out)
+}
+
+/// How long a disconnect waits for multipathd to let go of maps of the sessions it logged out.
+const SWEEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After a logout: removes the multipath maps left without paths by it. multipathd may have
+/// built a map of the target's LUNs between the flush and the logout (it still handles the
+/// login's uevents when a probe logs out at once); it removes such a map only once its last
+/// path is gone, later. Such a map queues the I/O sent to it (`queue_if_no_path`), so whoever
+/// opened it (udev's blkid, an lvm2 scan) hangs and holds it open: queueing is switched off
+/// first, so that I/O fails and the opener lets go, then the map is flushed, retried for up to
+/// [`SWEEP_TIMEOUT`].
+fn sweep_orphan_maps(
+    sys: &System,
+    going_disks: &BTreeSet<String>,
+    going_wwids: &BTreeSet<String>,
+    flushed: &mut Vec<String>,
+) {
+    let deadline = std::time::Instant::now() + SWEEP_TIMEOUT;
+    loop {
+        let orphans: Vec<_> = sys
+            .sysfs
+            .dm_devices()
+            .into_iter()
+            .filter(|m| m.multipath_wwid().is_some_and(|w| going_wwids.contains(w)))
+            .filter(|m| m.slaves.iter().all(|s| going_disks.contains(s)))
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        for m in &orphans {
+            if !m.holders.is_empty() {
+                tracing::warn!(map = %m.name, holders = ?m.holders, "a map of the logged-out sessions is in use: kept");
+                continue;
+            }
+            if let Err(e) = dm::disable_queueing(sys.multipathd.as_ref(), &m.name) {
+                tracing::debug!(map = %m.name, "disablequeueing after logout: {e}");
+            }
+            match dm::flush(sys.runner.as_ref(), &m.name) {
+                Ok(()) => flushed.push(m.multipath_wwid().unwrap_or(&m.name).to_string()),
+                Err(e) => tracing::debug!(map = %m.name, "flush after logout: {e}"),
+            }
+        }
+        if orphans.iter().all(|m| !m.holders.is_empty()) || std::time::Instant::now() >= deadline {
+            let left: Vec<&str> = orphans.iter().map(|m| m.name.as_str()).collect();
+            tracing::warn!(maps = ?left, "maps of the logged-out sessions left behind");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 #[cfg(test)]

@@ -57,9 +57,8 @@ fn sessions_that_were_there_are_used_and_left_alone() {
     assert_eq!(calls(&sim).len(), 1, "no logout, no flush");
 }
 
-#[test]
-fn new_sessions_are_counted_and_logged_out_by_the_last_sr() {
-    let (lab, sim) = lab_with_sim();
+/// Scripts what a first login to t2 on both portals with CHAP runs.
+fn script_t2_login(lab: &LabFake, sim: &FakeRunner) -> TargetSpec {
     sim.on(
         &["iscsiadm", "-m", "node"],
         0,
@@ -90,6 +89,13 @@ fn new_sessions_are_counted_and_logged_out_by_the_last_sr() {
         user: "labuser".into(),
         secret: Secret::new("labsecret123"),
     });
+    s
+}
+
+#[test]
+fn new_sessions_are_counted_and_logged_out_by_the_last_sr() {
+    let (lab, sim) = lab_with_sim();
+    let s = script_t2_login(&lab, &sim);
     let c = connect(&lab.sys, &s, SR1).unwrap();
     assert_eq!(c[0].new_sessions.len(), 2);
     assert_eq!(c[0].portals.len(), 2);
@@ -288,4 +294,78 @@ fn target_luns_list_each_lu_once() {
         Duration::from_secs(1),
     );
     assert_eq!(main.len(), 6);
+}
+
+/// A multipathd that builds a map of the target again between the flush and the logout: the
+/// map of LUN 0 reappears after the last logout, with the logged-out disks as its paths.
+struct RacingMultipathd {
+    inner: Arc<dyn sm_core::host::Runner>,
+    root: std::path::PathBuf,
+    reappeared: std::sync::atomic::AtomicBool,
+}
+
+impl sm_core::host::Runner for RacingMultipathd {
+    fn run(
+        &self,
+        cmd: &sm_core::host::Cmd,
+    ) -> std::result::Result<sm_core::host::Output, sm_core::host::RunError> {
+        let out = self.inner.run(cmd)?;
+        let argv = cmd.masked_argv().join(" ");
+        let link = self.root.join("sys/block/dm-6");
+        if argv == format!("iscsiadm -m node -p 10.99.0.2:3260 -T {T2} -u")
+            && !self
+                .reappeared
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            std::os::unix::fs::symlink("../devices/virtual/block/dm-6", &link).unwrap();
+        } else if argv == "multipath -f 360014055ab0c1de00000000000000000" {
+            let _ = std::fs::remove_file(&link);
+        }
+        Ok(out)
+    }
+}
+
+#[test]
+fn a_map_built_again_during_the_logout_is_flushed_after_it() {
+    let (mut lab, sim) = lab_with_sim();
+    let s = script_t2_login(&lab, &sim);
+    connect(&lab.sys, &s, SR1).unwrap();
+    lab.sys.runner = Arc::new(RacingMultipathd {
+        inner: lab.sys.runner.clone(),
+        root: lab.dir.path().to_path_buf(),
+        reappeared: false.into(),
+    });
+    let n = calls(&sim).len();
+    let r = disconnect(&lab.sys, &Iqn::new(T2).unwrap(), SR1).unwrap();
+    assert_eq!(r.logged_out.len(), 2);
+    let tail: Vec<String> = calls(&sim).into_iter().skip(n).collect();
+    assert_eq!(
+        tail.last().map(String::as_str),
+        Some("multipath -f 360014055ab0c1de00000000000000000"),
+        "{tail:?}"
+    );
+    assert_eq!(
+        r.flushed,
+        [
+            "360014055ab0c1de00000000000000000",
+            "360014055ab0c1de00010000000000000",
+            "360014055ab0c1de00000000000000000"
+        ]
+    );
+    assert!(!lab.dir.path().join("sys/block/dm-6").exists());
+    assert!(
+        lab.multipathd
+            .commands()
+            .contains(&"disablequeueing map 360014055ab0c1de00000000000000000".to_string()),
+        "queued I/O of the pathless map fails before the flush: {:?}",
+        lab.multipathd.commands()
+    );
+    assert!(
+        lab.sys
+            .sysfs
+            .dm_devices()
+            .iter()
+            .all(|m| !m.name.starts_with("360014055ab0c1de")),
+        "no map of the target is left"
+    );
 }
