@@ -6,6 +6,7 @@
 //! what xapi has always parsed, and it never writes a character XML 1.0 forbids, so any input,
 //! echoed into a fault, still yields a well-formed document.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -181,11 +182,16 @@ fn truncate(s: &str) -> String {
     }
 }
 
+/// A token of the document. XML-RPC's element names are static and layout whitespace is kept in
+/// the lexer's buffer, so a large response (1,000 VDI records) costs one allocation per string.
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
-    Open(String),
-    Close(String),
+    Open(Cow<'static, str>),
+    Close(Cow<'static, str>),
     Text(String),
+    /// Whitespace-only text (layout between elements, or a value of spaces: see
+    /// [`Lexer::space`]).
+    Space,
     Eof,
 }
 
@@ -195,6 +201,7 @@ impl Tok {
             Tok::Open(n) => format!("<{n}>"),
             Tok::Close(n) => format!("</{n}>"),
             Tok::Text(t) => format!("text {:?}", truncate(t)),
+            Tok::Space => "whitespace".to_string(),
             Tok::Eof => "end of document".to_string(),
         }
     }
@@ -205,6 +212,37 @@ impl Tok {
 struct Lexer<'a> {
     reader: Reader<&'a [u8]>,
     peeked: Option<Tok>,
+    /// The text being gathered; after a [`Tok::Space`], that whitespace.
+    buf: String,
+}
+
+/// An element name: the XML-RPC ones without an allocation, any other one copied.
+fn tag_name(name: &str) -> Cow<'static, str> {
+    let known = match name {
+        "value" => "value",
+        "string" => "string",
+        "struct" => "struct",
+        "member" => "member",
+        "name" => "name",
+        "array" => "array",
+        "data" => "data",
+        "int" => "int",
+        "i4" => "i4",
+        "i8" => "i8",
+        "boolean" => "boolean",
+        "double" => "double",
+        "dateTime.iso8601" => "dateTime.iso8601",
+        "base64" => "base64",
+        "nil" => "nil",
+        "params" => "params",
+        "param" => "param",
+        "fault" => "fault",
+        "methodCall" => "methodCall",
+        "methodName" => "methodName",
+        "methodResponse" => "methodResponse",
+        other => return Cow::Owned(other.to_string()),
+    };
+    Cow::Borrowed(known)
 }
 
 impl<'a> Lexer<'a> {
@@ -217,6 +255,7 @@ impl<'a> Lexer<'a> {
         Lexer {
             reader,
             peeked: None,
+            buf: String::new(),
         }
     }
 
@@ -227,22 +266,28 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// The whitespace of the last [`Tok::Space`].
+    fn space(&self) -> String {
+        self.buf.clone()
+    }
+
     fn next(&mut self) -> Result<Tok, XmlRpcError> {
         if let Some(t) = self.peeked.take() {
             return Ok(t);
         }
-        let mut text: Option<String> = None;
+        self.buf.clear();
+        let mut text = false;
         loop {
             let ev = self.reader.read_event().map_err(|e| self.xml_err(e))?;
             let tok = match ev {
                 Event::Text(t) => {
-                    text.get_or_insert_with(String::new)
-                        .push_str(&t.xml10_content());
+                    self.buf.push_str(&t.xml10_content());
+                    text = true;
                     continue;
                 }
                 Event::CData(c) => {
-                    text.get_or_insert_with(String::new)
-                        .push_str(&c.into_inner());
+                    self.buf.push_str(&c.into_inner());
+                    text = true;
                     continue;
                 }
                 Event::GeneralRef(r) => {
@@ -259,21 +304,23 @@ impl<'a> Lexer<'a> {
                             }
                         },
                     };
-                    text.get_or_insert_with(String::new).push(ch);
+                    self.buf.push(ch);
+                    text = true;
                     continue;
                 }
                 Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => continue,
-                Event::Start(s) => Tok::Open(s.name().as_ref().to_string()),
-                Event::Empty(s) => Tok::Open(s.name().as_ref().to_string()),
-                Event::End(e) => Tok::Close(e.name().as_ref().to_string()),
+                Event::Start(s) | Event::Empty(s) => Tok::Open(tag_name(s.name().as_ref())),
+                Event::End(e) => Tok::Close(tag_name(e.name().as_ref())),
                 Event::Eof => Tok::Eof,
             };
-            return Ok(match text {
-                Some(t) => {
-                    self.peeked = Some(tok);
-                    Tok::Text(t)
-                }
-                None => tok,
+            if !text {
+                return Ok(tok);
+            }
+            self.peeked = Some(tok);
+            return Ok(if self.buf.trim().is_empty() {
+                Tok::Space
+            } else {
+                Tok::Text(std::mem::take(&mut self.buf))
             });
         }
     }
@@ -282,7 +329,7 @@ impl<'a> Lexer<'a> {
     fn next_sig(&mut self) -> Result<Tok, XmlRpcError> {
         loop {
             match self.next()? {
-                Tok::Text(t) if t.trim().is_empty() => continue,
+                Tok::Space => continue,
                 tok => return Ok(tok),
             }
         }
@@ -316,6 +363,11 @@ impl<'a> Lexer<'a> {
                 self.expect_close(name)?;
                 Ok(t)
             }
+            Tok::Space => {
+                let t = self.space();
+                self.expect_close(name)?;
+                Ok(t)
+            }
             other => Err(XmlRpcError::Shape {
                 expected: "text",
                 found: other.describe(),
@@ -344,7 +396,6 @@ fn parse_value(lx: &mut Lexer<'_>, depth: usize) -> Result<Value, XmlRpcError> {
         Tok::Close(n) if n == "value" => return Ok(Value::Str(String::new())),
         Tok::Text(t) => match lx.next()? {
             Tok::Close(n) if n == "value" => return Ok(Value::Str(t)),
-            Tok::Open(tag) if t.trim().is_empty() => tag,
             other => {
                 return Err(XmlRpcError::Shape {
                     expected: "</value>",
@@ -352,6 +403,19 @@ fn parse_value(lx: &mut Lexer<'_>, depth: usize) -> Result<Value, XmlRpcError> {
                 });
             }
         },
+        Tok::Space => {
+            let space = lx.space();
+            match lx.next()? {
+                Tok::Close(n) if n == "value" => return Ok(Value::Str(space)),
+                Tok::Open(tag) => tag,
+                other => {
+                    return Err(XmlRpcError::Shape {
+                        expected: "</value>",
+                        found: other.describe(),
+                    });
+                }
+            }
+        }
         Tok::Open(tag) => tag,
         other => {
             return Err(XmlRpcError::Shape {
@@ -687,8 +751,15 @@ mod tests {
             <member><name>h</name><value><i4>7</i4></value></member>\n\
             <member><name>i</name><value><double>1.5</double></value></member>\n\
             <member><name>j</name><value><string/></value></member>\n\
+            <member><name>k</name><value>   </value></member>\n\
+            <member><name>l</name><value><string> \t </string></value></member>\n\
+            <member><name>m</name><value>&#32;</value></member>\n\
+            <member><name>n</name><value><unknown>x</unknown></value></member>\n\
             </struct></value></param></params></methodCall>\n";
-        let c = parse_method_call(xml).unwrap();
+        let e = parse_method_call(xml).unwrap_err();
+        assert!(e.to_string().contains("<unknown>"), "{e}");
+        let xml = xml.replace("<value><unknown>x</unknown></value>", "<value/>");
+        let c = parse_method_call(&xml).unwrap();
         assert_eq!(c.name, "x");
         let m = c.params[0].as_struct().unwrap();
         assert_eq!(m["a"], Value::Str(String::new()));
@@ -701,6 +772,13 @@ mod tests {
         assert_eq!(m["h"], Value::Int(7));
         assert_eq!(m["i"], Value::Double(1.5));
         assert_eq!(m["j"], Value::Str(String::new()));
+        assert_eq!(
+            m["k"],
+            Value::Str("   ".into()),
+            "a value of spaces is kept"
+        );
+        assert_eq!(m["l"], Value::Str(" \t ".into()));
+        assert_eq!(m["m"], Value::Str(" ".into()));
     }
 
     #[test]
