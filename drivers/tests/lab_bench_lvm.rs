@@ -6,6 +6,9 @@
 //! (creating them one by one would take lvm2 20 minutes under TCG). The number of lvm2 commands
 //! each call ran is counted from the plugin's SMlog (the runner logs every command).
 //!
+//! The plugin is the release build the lab runs (`lab.bin("xsm")`); the XenAPI server is this
+//! test's own (a debug build in the same guest).
+//!
 //! Figures go to the test's output and to `<lab log dir>/bench-lvm.json`. Asserted: a scan runs
 //! exactly one lvm2 command and writes nothing when the records match; the times are reported,
 //! not asserted. Run with `xapi-tests/lab/run-suite lab bench_lvm`.
@@ -205,7 +208,26 @@ impl Exec {
                 format!("{verb} {ms} ms")
             })
             .collect();
-        report(&format!("  {} ms; lvm2: {lvm_ms:?}", took.as_millis()));
+        let log_text = std::fs::read_to_string(log).unwrap_or_default();
+        let field = |l: &str, key: &str| -> Option<String> {
+            let at = l.find(&format!(" {key}="))? + key.len() + 2;
+            let v = l[at..].split_whitespace().next()?;
+            Some(v.trim_matches('"').to_string())
+        };
+        let xenapi_ms: Vec<String> = log_text
+            .lines()
+            .filter(|l| l.contains(" xenapi"))
+            .filter_map(|l| Some(format!("{} {} ms", field(l, "method")?, field(l, "ms")?)))
+            .collect();
+        let in_process = log_text
+            .lines()
+            .filter(|l| l.contains(" ok ") || l.contains(" fault: "))
+            .find_map(|l| field(l, "ms"))
+            .unwrap_or_else(|| "?".into());
+        report(&format!(
+            "  {} ms (in the plugin process {in_process} ms); lvm2: {lvm_ms:?}; XenAPI: {xenapi_ms:?}",
+            took.as_millis()
+        ));
         (took, lvm, out.stdout_str())
     }
 }

@@ -12,8 +12,8 @@ use drivers::testing::{fault_code, uuid_of};
 use lvm_lab::{
     MIB, Scrubbed, attached_sr, blkid, calls, fill, holds, lun_map, params, scrub, size_of,
 };
-use sm_core::host::block;
 use sm_core::host::SystemRunner;
+use sm_core::host::block;
 use sm_core::lvm::{Lvm, LvmOptions, VgCreate};
 use xapi_tests::lab::Lab;
 

@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use quick_xml::events::Event as XmlEvent;
@@ -21,6 +21,7 @@ use sm_core::secret::Secret;
 use sm_core::xenapi::XenApiError;
 use sm_core::xmlrpc::Value;
 use xapi_tests::appendix::{self, Setup, Variant};
+use xapi_tests::lab::writer::PatternWriter;
 use xapi_tests::lab::{Lab, error_chain, run_ok as run, wait_until};
 
 const TYPE: &str = "multipathlvmoiscsi";
@@ -551,113 +552,43 @@ fn lab_mpath_lvmoiscsi_io_on_a_vdi_survives_a_portal_going_down() {
     let _ = vbd;
     let lv = format!("/dev/VG_XenStorage-{sr}/LV-{vdi}");
     assert!(
-        std::path::Path::new(&lv).exists(),
+        Path::new(&lv).exists(),
         "the running VM's VDI is active: {lv}"
     );
 
-    const CHUNK: usize = 1 << 20;
-    const CHUNKS: usize = 16;
-    let pattern: Vec<u8> = (0..(CHUNK * CHUNKS) as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
-        .collect();
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("pattern");
-    std::fs::write(&src, &pattern).unwrap();
-    let stop = AtomicBool::new(false);
-    let writes = std::sync::Mutex::new(0usize);
-    std::thread::scope(|s| {
-        let writer = s.spawn(|| -> Result<usize, String> {
-            for k in 0.. {
-                if stop.load(Ordering::SeqCst) {
-                    return Ok(k);
-                }
-                let i = k % CHUNKS;
-                let cmd = Cmd::new("dd")
-                    .args([
-                        format!("if={}", src.display()),
-                        format!("of={lv}"),
-                        format!("bs={CHUNK}"),
-                        "count=1".into(),
-                        format!("skip={i}"),
-                        format!("seek={i}"),
-                        "oflag=direct".into(),
-                    ])
-                    .timeout(Duration::from_secs(120));
-                lab.run(&cmd)
-                    .map_err(|e| format!("write {k}: {}", error_chain(&e)))?;
-                *writes.lock().unwrap() += 1;
-            }
-            Ok(usize::MAX)
-        });
-        let count = || *writes.lock().unwrap();
-        wait_until(60, "the first writes", || {
-            if count() >= 2 {
-                Ok(())
-            } else {
-                Err(format!("{}", count()))
-            }
-        });
-        lab.array().portal_down(1).unwrap();
-        wait_until(90, "the path counts to drop to one", || {
-            p.xe_ok(&["sr-scan", &format!("uuid={sr}")]);
-            let oc = pbd_other_config(&p, &pbd);
-            match oc.get(&key).map(String::as_str) {
-                Some("[1, 2]") => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        });
-        let at = count();
-        wait_until(90, "writes through portal 2", || {
-            if count() >= at + 3 {
-                Ok(())
-            } else {
-                Err(format!("{}", count() - at))
-            }
-        });
-        lab.array().portal_up(1).unwrap();
-        wait_until(120, "the path counts to come back to two", || {
-            p.xe_ok(&["sr-scan", &format!("uuid={sr}")]);
-            let oc = pbd_other_config(&p, &pbd);
-            match oc.get(&key).map(String::as_str) {
-                Some("[2, 2]") => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        });
-        let at = count();
-        wait_until(60, "writes after the portal came back", || {
-            if count() >= at + 2 {
-                Ok(())
-            } else {
-                Err(String::new())
-            }
-        });
-        stop.store(true, Ordering::SeqCst);
-        let done = writer
-            .join()
-            .unwrap()
-            .unwrap_or_else(|e| panic!("I/O error on the VDI: {e}"));
-        let written = done.min(CHUNKS);
-        let back = tmp.path().join("back");
-        run(
-            &lab,
-            &[
-                "dd",
-                &format!("if={lv}"),
-                &format!("of={}", back.display()),
-                &format!("bs={CHUNK}"),
-                &format!("count={written}"),
-                "iflag=direct",
-            ],
-        );
-        assert!(
-            std::fs::read(&back).unwrap() == pattern[..written * CHUNK],
-            "data read back from the VDI differs"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "{done} writes on the VDI through the portal outage"
-        );
+    // Writes 16 known chunks round and round until stopped (or dropped by a failing wait).
+    let mut writer = PatternWriter::start(&lab, Path::new(&lv), 16, 2_654_435_761).unwrap();
+    writer.wait_for(60, "the first writes", 2);
+    lab.array().target_portal_down(&t.name, 1).unwrap();
+    wait_until(90, "the path counts to drop to one", || {
+        p.xe_ok(&["sr-scan", &format!("uuid={sr}")]);
+        let oc = pbd_other_config(&p, &pbd);
+        match oc.get(&key).map(String::as_str) {
+            Some("[1, 2]") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
     });
+    let at = writer.count();
+    writer.wait_for(90, "writes through portal 2", at + 3);
+    lab.array().target_portal_up(&t.name, 1).unwrap();
+    wait_until(120, "the path counts to come back to two", || {
+        p.xe_ok(&["sr-scan", &format!("uuid={sr}")]);
+        let oc = pbd_other_config(&p, &pbd);
+        match oc.get(&key).map(String::as_str) {
+            Some("[2, 2]") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let at = writer.count();
+    writer.wait_for(60, "writes after the portal came back", at + 2);
+    let done = writer
+        .stop()
+        .unwrap_or_else(|e| panic!("I/O error on the VDI: {e}"));
+    writer.check_device(done).unwrap();
+    let _ = writeln!(
+        std::io::stderr(),
+        "{done} writes on the VDI through the portal outage"
+    );
     p.xe_ok(&["vm-shutdown", &format!("uuid={vm}"), "--force"]);
     p.xe_ok(&["vm-uninstall", &format!("uuid={vm}"), "--force"]);
     destroy(&p, &sr);
@@ -760,7 +691,12 @@ fn counts_in(smlog: &str, command: &str) -> Vec<CallCounts> {
             e.2.multipathd += 1;
         } else if let Some(ms) = body
             .strip_prefix("INFO ok ")
-            .and_then(|b| b.split_whitespace().find_map(|w| w.strip_prefix("ms=")))
+            .or_else(|| body.strip_prefix("ERROR fault: "))
+            .and_then(|b| {
+                b.split_whitespace()
+                    .rev()
+                    .find_map(|w| w.strip_prefix("ms="))
+            })
         {
             e.2.ms = ms.parse().unwrap_or(0);
         }
@@ -836,9 +772,16 @@ fn lab_mpath_lvmoiscsi_bench_discovery_and_attach() {
     );
     assert_eq!(probes.len(), 2, "two probes in SMlog: {probes:?}");
     assert!(attaches.len() >= 2, "{attaches:?}");
+    // The LUN listing reads the VPD pages the kernel keeps in sysfs: no SCSI command of its own.
     assert!(
-        probes.iter().all(|c| c.external > 0 && c.scsi > 0),
+        probes.iter().all(|c| c.external > 0 && c.ms > 0),
         "commands counted: {probes:?}"
+    );
+    assert!(
+        attaches
+            .iter()
+            .all(|c| c.scsi > 0 && c.multipathd > 0 && c.ms > 0),
+        "commands counted: {attaches:?}"
     );
 }
 
@@ -853,13 +796,17 @@ mod parsers {
                    Nov 22 07:29:22 vm SM: [10] DEBUG command cmd=iscsiadm -m node code=0 ms=3\n\
                    Nov 22 07:29:22 vm SM: [10] DEBUG scsi device=/dev/sdb op=INQUIRY\n\
                    Nov 22 07:29:22 vm SM: [10] DEBUG multipathd socket command=\"show maps json\"\n\
-                   Nov 22 07:29:22 vm SM: [10]  INFO ok call=sr_probe sr=- vdi=- ms=812\n";
+                   Nov 22 07:29:22 vm SM: [10]  INFO ok call=sr_probe sr=- vdi=- ms=812\n\
+                   Nov 22 07:29:23 vm SM: [12]  INFO sr_probe sr=- vdi=- args=[] device_config={}\n\
+                   Nov 22 07:29:23 vm SM: [12] DEBUG command cmd=iscsiadm -m node code=0 ms=3\n\
+                   Nov 22 07:29:23 vm SM: [12] ERROR fault: SCSIid [opterr=ms=9] call=sr_probe ms=77 code=107\n";
         let c = counts_in(log, "sr_probe");
-        assert_eq!(c.len(), 1);
+        assert_eq!(c.len(), 2);
         assert_eq!(
             (c[0].scsi, c[0].external, c[0].multipathd, c[0].ms),
             (1, 1, 1, 812)
         );
+        assert_eq!((c[1].external, c[1].ms), (1, 77), "a fault's time");
         assert_eq!(counts_in(log, "sr_attach").len(), 1);
     }
 

@@ -6,11 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sm_core::host::run::Cmd;
+use xapi_tests::lab::writer::PatternWriter;
 use xapi_tests::lab::{AccessState, AgentRequest, HostLunDesc, Lab, PrType, error_chain};
 
 /// Runs argv on host A and returns stdout; panics with the whole error otherwise.
@@ -401,14 +402,6 @@ fn lab_io_continues_while_a_portal_is_down() {
     let Some(lab) = Lab::from_env() else { return };
     let lun = 4;
     let (_, map, p1, p2) = host_a_paths(&lab, lun);
-    const CHUNK: usize = 1 << 20;
-    const CHUNKS: usize = 32;
-    let pattern: Vec<u8> = (0..(CHUNK * CHUNKS) as u32)
-        .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
-        .collect();
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("pattern");
-    std::fs::write(&src, &pattern).unwrap();
     let path_state = |dev: &str| -> String {
         let out = run(&lab, &["multipathd", "show", "paths", "format", "%d %t %T"]);
         out.lines()
@@ -417,114 +410,57 @@ fn lab_io_continues_while_a_portal_is_down() {
             .to_string()
     };
 
-    let stop = AtomicBool::new(false);
-    let done = std::sync::Mutex::new(Vec::<(usize, Instant)>::new());
-    std::thread::scope(|s| {
-        // Writes chunk k % CHUNKS with its pattern until told to stop, so the data on the map is
-        // known whatever the number of rounds; returns how many writes completed.
-        let writer = s.spawn(|| -> Result<usize, String> {
-            for k in 0.. {
-                if stop.load(Ordering::SeqCst) {
-                    return Ok(k);
-                }
-                let i = k % CHUNKS;
-                let cmd = Cmd::new("dd")
-                    .args([
-                        format!("if={}", src.display()),
-                        format!("of={map}"),
-                        format!("bs={CHUNK}"),
-                        "count=1".into(),
-                        format!("skip={i}"),
-                        format!("seek={i}"),
-                        "oflag=direct".into(),
-                    ])
-                    .timeout(Duration::from_secs(120));
-                lab.run(&cmd)
-                    .map_err(|e| format!("write {k} (chunk {i}): {}", error_chain(&e)))?;
-                done.lock().unwrap().push((k, Instant::now()));
-            }
-            Ok(usize::MAX)
-        });
-        let count = || done.lock().unwrap().len();
-        let wait_writes = |secs: u64, what: &str, at_least: usize| {
-            wait_until(secs, what, || {
-                if count() >= at_least {
-                    Ok(())
-                } else {
-                    Err(format!("{} writes done", count()))
-                }
-            })
-        };
-        wait_writes(60, "the first writes", 2);
+    // Writes 32 known chunks round and round until stopped (or dropped by a failing wait).
+    let mut writer = PatternWriter::start(&lab, Path::new(&map), 32, 2_246_822_519).unwrap();
+    writer.wait_for(60, "the first writes", 2);
 
-        lab.array().portal_down(1).unwrap();
-        let down_at = Instant::now();
-        wait_until(60, "multipathd to fail the portal-1 path", || {
-            let st = path_state(&p1);
-            if st.contains("failed") || st.contains("faulty") {
-                Ok(())
-            } else {
-                Err(st)
-            }
-        });
-        let failed_seen = count();
-        wait_writes(90, "writes to go on through portal 2", failed_seen + 3);
-        let written_while_down = count() - failed_seen;
-        assert!(
-            path_state(&p2).contains("active"),
-            "portal-2 path carries the I/O: {}",
-            path_state(&p2)
-        );
-
-        lab.array().portal_up(1).unwrap();
-        wait_until(90, "the portal-1 path to come back", || {
-            let st = path_state(&p1);
-            if st.split_whitespace().skip(1).collect::<Vec<_>>() == ["active", "ready"] {
-                Ok(())
-            } else {
-                Err(st)
-            }
-        });
-        let back_at = count();
-        wait_writes(60, "writes after the path came back", back_at + 2);
-        stop.store(true, Ordering::SeqCst);
-        let writes = writer
-            .join()
-            .unwrap()
-            .unwrap_or_else(|e| panic!("writer failed: {e}"));
-        let written = writes.min(CHUNKS);
-        assert!(
-            written_while_down >= 3,
-            "{written_while_down} chunks written while portal 1 was down"
-        );
-        let first_after_down = done
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(_, t)| *t > down_at)
-            .map(|(_, t)| *t - down_at);
-        let _ = writeln!(
-            std::io::stderr(),
-            "{writes} writes, {written_while_down} while down, first write after the portal went down took {first_after_down:?}"
-        );
-
-        let back = tmp.path().join("back");
-        run(
-            &lab,
-            &[
-                "dd",
-                &format!("if={map}"),
-                &format!("of={}", back.display()),
-                &format!("bs={CHUNK}"),
-                &format!("count={written}"),
-                "iflag=direct",
-            ],
-        );
-        assert!(
-            std::fs::read(&back).unwrap() == pattern[..written * CHUNK],
-            "data read back differs"
-        );
+    lab.array().portal_down(1).unwrap();
+    let down_at = Instant::now();
+    wait_until(60, "multipathd to fail the portal-1 path", || {
+        let st = path_state(&p1);
+        if st.contains("failed") || st.contains("faulty") {
+            Ok(())
+        } else {
+            Err(st)
+        }
     });
+    let failed_seen = writer.count();
+    writer.wait_for(90, "writes to go on through portal 2", failed_seen + 3);
+    let written_while_down = writer.count() - failed_seen;
+    assert!(
+        path_state(&p2).contains("active"),
+        "portal-2 path carries the I/O: {}",
+        path_state(&p2)
+    );
+
+    lab.array().portal_up(1).unwrap();
+    wait_until(90, "the portal-1 path to come back", || {
+        let st = path_state(&p1);
+        if st.split_whitespace().skip(1).collect::<Vec<_>>() == ["active", "ready"] {
+            Ok(())
+        } else {
+            Err(st)
+        }
+    });
+    let back_at = writer.count();
+    writer.wait_for(60, "writes after the path came back", back_at + 2);
+    let writes = writer
+        .stop()
+        .unwrap_or_else(|e| panic!("writer failed: {e}"));
+    assert!(
+        written_while_down >= 3,
+        "{written_while_down} chunks written while portal 1 was down"
+    );
+    let first_after_down = writer
+        .completions()
+        .into_iter()
+        .find(|t| *t > down_at)
+        .map(|t| t - down_at);
+    let _ = writeln!(
+        std::io::stderr(),
+        "{writes} writes, {written_while_down} while down, first write after the portal went down took {first_after_down:?}"
+    );
+    writer.check_device(writes).unwrap();
     let wwid = lab.lun(lun).unwrap().wwid.clone();
     wait_until(
         30,

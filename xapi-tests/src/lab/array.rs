@@ -266,6 +266,18 @@ impl<'a> Array<'a> {
         self.call(&["portal", "up", &tpg.to_string()]).map(drop)
     }
 
+    /// Takes portal `tpg` of the target `name` (added by [`Self::add_target`]) down.
+    pub fn target_portal_down(&self, name: &str, tpg: u16) -> Result<(), LabError> {
+        self.call(&["portal", "down", &tpg.to_string(), name])
+            .map(drop)
+    }
+
+    /// Brings portal `tpg` of the target `name` back.
+    pub fn target_portal_up(&self, name: &str, tpg: u16) -> Result<(), LabError> {
+        self.call(&["portal", "up", &tpg.to_string(), name])
+            .map(drop)
+    }
+
     /// The array's view of LUN `lun`'s registrations and reservation.
     pub fn pr_view(&self, lun: u32) -> Result<PrView, LabError> {
         let text = self.call(&["pr", &lun.to_string()])?;

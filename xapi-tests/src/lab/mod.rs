@@ -24,6 +24,7 @@
 pub mod agent;
 pub mod array;
 mod desc;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
