@@ -556,29 +556,26 @@ fn lab_mpath_lvmoiscsi_io_on_a_vdi_survives_a_portal_going_down() {
         "the running VM's VDI is active: {lv}"
     );
 
+    // sr-scan until the PBD's path counts read `want`.
+    let wait_paths = |secs: u64, what: &str, want: &str| {
+        wait_until(secs, what, || {
+            p.xe_ok(&["sr-scan", &format!("uuid={sr}")]);
+            let oc = pbd_other_config(&p, &pbd);
+            match oc.get(&key).map(String::as_str) {
+                Some(v) if v == want => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+    };
     // Writes 16 known chunks round and round until stopped (or dropped by a failing wait).
     let mut writer = PatternWriter::start(&lab, Path::new(&lv), 16, 2_654_435_761).unwrap();
     writer.wait_for(60, "the first writes", 2);
     lab.array().target_portal_down(&t.name, 1).unwrap();
-    wait_until(90, "the path counts to drop to one", || {
-        p.xe_ok(&["sr-scan", &format!("uuid={sr}")]);
-        let oc = pbd_other_config(&p, &pbd);
-        match oc.get(&key).map(String::as_str) {
-            Some("[1, 2]") => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    });
+    wait_paths(90, "the path counts to drop to one", "[1, 2]");
     let at = writer.count();
     writer.wait_for(90, "writes through portal 2", at + 3);
     lab.array().target_portal_up(&t.name, 1).unwrap();
-    wait_until(120, "the path counts to come back to two", || {
-        p.xe_ok(&["sr-scan", &format!("uuid={sr}")]);
-        let oc = pbd_other_config(&p, &pbd);
-        match oc.get(&key).map(String::as_str) {
-            Some("[2, 2]") => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    });
+    wait_paths(120, "the path counts to come back to two", "[2, 2]");
     let at = writer.count();
     writer.wait_for(60, "writes after the portal came back", at + 2);
     let done = writer
