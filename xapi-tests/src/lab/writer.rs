@@ -30,10 +30,14 @@ pub struct PatternWriter {
     _dir: tempfile::TempDir,
 }
 
-/// The pattern of `chunks` chunks made with `seed` (different seeds give different data).
+/// The pattern of `chunks` chunks made with `seed`: every chunk differs from the others (a write
+/// that lands on the wrong chunk is seen), and different seeds give different data.
 fn pattern(chunks: usize, seed: u32) -> Vec<u8> {
     (0..(CHUNK * chunks) as u32)
-        .map(|i| (i.wrapping_mul(seed) >> 9) as u8)
+        .map(|i| {
+            let x = (i ^ (i >> 20).wrapping_mul(0x9e37_79b9)).wrapping_mul(seed | 1);
+            (x >> 24) as u8
+        })
         .collect()
 }
 
@@ -195,5 +199,11 @@ mod tests {
         assert_eq!(a.len(), 2 * CHUNK);
         assert_ne!(a, b);
         assert_ne!(a[..CHUNK], a[CHUNK..], "chunks differ from each other");
+        let mut counts = [0usize; 256];
+        a.iter().for_each(|&b| counts[usize::from(b)] += 1);
+        assert!(
+            counts.iter().all(|&c| c > a.len() / 512),
+            "every byte value occurs: the data is not constant or sparse"
+        );
     }
 }
