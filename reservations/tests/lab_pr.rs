@@ -255,12 +255,34 @@ fn lab2_pr_race_between_two_hosts_has_one_winner_every_time() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
+    // Host B's acquire is a process started through the lab agent: it reaches the LUN about
+    // `lead` after it is asked to, host A's in-process engine at once. Calibrated uncontended,
+    // host A is then held back by 0 to 1.6 x `lead` (a sweep over the rounds), so that in some
+    // rounds A gets there first, in others B, and in between their PR commands interleave.
+    let mut leads = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let (c, v) = pr_b(
+            &lab,
+            &["acquire", &bmap, "--yes", "--host-uuid", UUID_B],
+            &[],
+        );
+        leads.push(t.elapsed());
+        assert_eq!(c, 0, "uncontended acquire on B: {v}");
+        let (c, v) = pr_b(
+            &lab,
+            &["release", &bmap, "--yes", "--host-uuid", UUID_B],
+            &[],
+        );
+        assert_eq!(c, 0, "{v}");
+    }
+    leads.sort();
+    let lead = leads[1];
     let (mut wins_a, mut wins_b) = (0u32, 0u32);
     let started = Instant::now();
     for round in 0..rounds {
         let barrier = Barrier::new(2);
-        // Host A starts 0..40 ms late, so either host gets there first in some rounds.
-        let skew = Duration::from_millis(u64::from(round * 7919 % 41));
+        let skew = lead.mul_f64(1.6 * f64::from(round % 21) / 20.0);
         let (ra, (code_b, vb)) = std::thread::scope(|s| {
             let ta = s.spawn(|| {
                 barrier.wait();
@@ -315,10 +337,17 @@ fn lab2_pr_race_between_two_hosts_has_one_winner_every_time() {
     }
     let _ = writeln!(
         std::io::stdout().lock(),
-        "PR-RACE rounds={rounds} wins_a={wins_a} wins_b={wins_b} seconds={:.1}",
+        "PR-RACE rounds={rounds} wins_a={wins_a} wins_b={wins_b} host_b_lead_ms={} seconds={:.1}",
+        lead.as_millis(),
         started.elapsed().as_secs_f64()
     );
     assert_eq!(wins_a + wins_b, rounds);
+    if rounds >= 20 {
+        assert!(
+            wins_a >= rounds / 20 && wins_b >= rounds / 20,
+            "both hosts must win some rounds, or the hosts did not contend: A {wins_a}, B {wins_b}"
+        );
+    }
 }
 
 /// Logs host A's sessions to the target out (its paths vanish), or back in.
