@@ -346,12 +346,29 @@ fn lab_mpath_set_tpg_access_moves_the_optimized_group() {
     let sys = host();
     let topo = discover(&sys);
     let lu = topo.find_lu(&lun.wwid).unwrap();
-    assert_eq!(
-        lu.path_groups[0].priority, 50,
-        "TPG 1 starts optimized: {:?}",
-        lu.path_groups
-    );
     let p2 = lab.host_a_lun(1).unwrap().path_on(2).unwrap().dev.clone();
+    // dm numbers path groups in the order it first saw them, not by priority: the group in use
+    // (failback immediate) is the one to look at.
+    let in_use = |t: &Topology, lu: &multipath::model::MultipathLu| {
+        lu.path_groups
+            .iter()
+            .find(|g| g.dm_state == "active")
+            .map(|g| {
+                let devs: Vec<String> = g
+                    .paths
+                    .iter()
+                    .filter_map(|p| t.path(*p).map(|p| p.device.clone()))
+                    .collect();
+                (g.priority, devs)
+            })
+    };
+    match in_use(&topo, lu) {
+        Some((50, devs)) if !devs.contains(&p2) => {}
+        other => panic!(
+            "TPG 1 starts optimized and in use: {other:?} {:?}",
+            lu.path_groups
+        ),
+    }
 
     let report = alua::set_tpg_access(
         &sys,
@@ -384,12 +401,11 @@ fn lab_mpath_set_tpg_access_moves_the_optimized_group() {
     assert_eq!((rtpg[&1].state, rtpg[&2].state), (1, 0), "{rtpg:?}");
     let after = discover(&sys);
     let lu = after.find_lu(&lun.wwid).unwrap();
-    let top = &lu.path_groups[0];
-    assert_eq!(top.priority, 50);
     assert_eq!(
-        after.path(top.paths[0]).unwrap().device,
-        p2,
-        "multipathd prefers portal 2 now"
+        in_use(&after, lu),
+        Some((50, vec![p2.clone()])),
+        "multipathd uses portal 2 now: {:?}",
+        lu.path_groups
     );
     compare_lu(&lab, &after, &lun.wwid).unwrap();
 
@@ -419,11 +435,9 @@ fn lab_mpath_set_tpg_access_moves_the_optimized_group() {
         compare_lu(&lab, &discover(&sys), &lun.wwid)?;
         let t = discover(&sys);
         let lu = t.find_lu(&lun.wwid).unwrap();
-        match lu.path_groups.first() {
-            Some(g) if g.priority == 50 && t.path(g.paths[0]).is_some_and(|p| p.device != p2) => {
-                Ok(())
-            }
-            g => Err(format!("first group {g:?}")),
+        match in_use(&t, lu) {
+            Some((50, devs)) if !devs.is_empty() && !devs.contains(&p2) => Ok(()),
+            g => Err(format!("group in use {g:?}")),
         }
     });
 }
