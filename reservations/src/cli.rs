@@ -26,6 +26,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
+use multipath::dm::MultipathdAuto;
 use serde_json::{Value, json};
 use sm_core::host::run::SystemRunner;
 use sm_core::secret::Secret;
@@ -287,7 +288,7 @@ fn run(a: &Args, out: &mut dyn Write) -> Result<ExitCode, PrError> {
         policy: &policy,
         owners: owners.as_ref(),
     };
-    let runner = SystemRunner::new();
+    let md = MultipathdAuto::new(std::sync::Arc::new(SystemRunner::new()));
     let map_name = sysfs
         .dm_name(map)
         .and_then(|dm| sysfs.map_name(&dm))
@@ -295,10 +296,10 @@ fn run(a: &Args, out: &mut dyn Write) -> Result<ExitCode, PrError> {
     let started = std::time::Instant::now();
     let result = match a.cmd.as_str() {
         "acquire" => ex.acquire().and_then(|r| {
-            mpathd::set_map_key(&runner, &map_name, Some(me))?;
+            mpathd::set_map_key(&md, &map_name, Some(me))?;
             Ok(r)
         }),
-        "release" => mpathd::set_map_key(&runner, &map_name, None).and_then(|_| ex.release()),
+        "release" => mpathd::set_map_key(&md, &map_name, None).and_then(|_| ex.release()),
         "recheck" => ex.recheck(),
         "clear" => ex.clear(),
         "register" => ex.register_everywhere(),

@@ -92,7 +92,7 @@ pub enum PrError {
         map: String,
         /// The failure.
         #[source]
-        source: Box<sm_core::host::run::RunError>,
+        source: Box<multipath::MultipathError>,
     },
 }
 

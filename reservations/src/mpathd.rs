@@ -5,51 +5,43 @@
 //! (`mpath_pr_event_handle`, run before the map reload). When the key is gone from the LU
 //! (we were preempted), multipathd does not register the path.
 
-use std::time::Duration;
-
-use sm_core::host::run::{Cmd, Runner};
+use multipath::dm::Multipathd;
 
 use crate::error::PrError;
 use crate::key::PrKey;
 
-/// The multipathd client.
-pub const MULTIPATHD: &str = "multipathd";
-/// Deadline of one multipathd command.
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn cmd(runner: &dyn Runner, map: &str, words: &[&str]) -> Result<String, PrError> {
+fn cmd(md: &dyn Multipathd, map: &str, words: &[&str]) -> Result<String, PrError> {
     let action = words.join(" ");
-    let out = runner
-        .run(&Cmd::new(MULTIPATHD).args(words).timeout(TIMEOUT))
+    md.command(&action)
+        .map(|reply| reply.trim().to_string())
         .map_err(|source| PrError::Multipathd {
-            action: action.clone(),
+            action,
             map: map.into(),
             source: Box::new(source),
-        })?;
-    Ok(out.stdout_str().trim().to_string())
+        })
 }
 
 /// Whether multipathd's reply means failure (it exits 0 and prints `fail`).
 fn failed(reply: &str) -> bool {
-    reply == "fail" || reply.starts_with("fail")
+    reply.starts_with("fail")
 }
 
-/// Tells multipathd to register `map`'s new and returning paths with `key` (`Some`), or to
-/// stop (`None`). Returns false, with a warning, when multipathd refuses (no
-/// `reservation_key file` in its configuration): then only our own re-check registers new
-/// paths.
-pub fn set_map_key(runner: &dyn Runner, map: &str, key: Option<PrKey>) -> Result<bool, PrError> {
+/// Tells multipathd (`md`: its socket on a host, so no process is spawned) to register
+/// `map`'s new and returning paths with `key` (`Some`), or to stop (`None`). Returns false,
+/// with a warning, when multipathd refuses (no `reservation_key file` in its configuration):
+/// then only our own re-check registers new paths.
+pub fn set_map_key(md: &dyn Multipathd, map: &str, key: Option<PrKey>) -> Result<bool, PrError> {
     let replies = match key {
         Some(k) => {
             let ks = k.to_string();
             vec![
-                cmd(runner, map, &["setprkey", "map", map, "key", &ks])?,
-                cmd(runner, map, &["setprstatus", "map", map])?,
+                cmd(md, map, &["setprkey", "map", map, "key", &ks])?,
+                cmd(md, map, &["setprstatus", "map", map])?,
             ]
         }
         None => vec![
-            cmd(runner, map, &["unsetprstatus", "map", map])?,
-            cmd(runner, map, &["unsetprkey", "map", map])?,
+            cmd(md, map, &["unsetprstatus", "map", map])?,
+            cmd(md, map, &["unsetprkey", "map", map])?,
         ],
     };
     if let Some(r) = replies.iter().find(|r| failed(r)) {
@@ -64,8 +56,8 @@ pub fn set_map_key(runner: &dyn Runner, map: &str, key: Option<PrKey>) -> Result
 }
 
 /// The key multipathd has for `map`, if any (`getprkey`).
-pub fn map_key(runner: &dyn Runner, map: &str) -> Result<Option<PrKey>, PrError> {
-    let reply = cmd(runner, map, &["getprkey", "map", map])?;
+pub fn map_key(md: &dyn Multipathd, map: &str) -> Result<Option<PrKey>, PrError> {
+    let reply = cmd(md, map, &["getprkey", "map", map])?;
     Ok(reply
         .split_whitespace()
         .next()
@@ -75,11 +67,17 @@ pub fn map_key(runner: &dyn Runner, map: &str) -> Result<Option<PrKey>, PrError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use multipath::dm::MultipathdCli;
     use sm_core::testing::FakeRunner;
+    use std::sync::Arc;
+
+    fn cli(r: &Arc<FakeRunner>) -> MultipathdCli {
+        MultipathdCli::new(r.clone())
+    }
 
     #[test]
     fn sets_and_unsets_the_map_key() {
-        let r = FakeRunner::new();
+        let r = Arc::new(FakeRunner::new());
         r.on(&["multipathd", "setprkey"], 0, "ok\n", "").on(
             &["multipathd", "setprstatus"],
             0,
@@ -87,7 +85,7 @@ mod tests {
             "",
         );
         let k = PrKey::new(0x5853_0000_0000_00a1).unwrap();
-        assert!(set_map_key(&r, "3600", Some(k)).unwrap());
+        assert!(set_map_key(&cli(&r), "3600", Some(k)).unwrap());
         assert_eq!(
             r.calls()[0],
             [
@@ -99,28 +97,39 @@ mod tests {
                 "0x58530000000000a1"
             ]
         );
-        assert!(set_map_key(&r, "3600", None).unwrap());
+        assert!(set_map_key(&cli(&r), "3600", None).unwrap());
         assert_eq!(r.calls()[2], ["multipathd", "unsetprstatus", "map", "3600"]);
         assert_eq!(r.calls()[3], ["multipathd", "unsetprkey", "map", "3600"]);
     }
 
     #[test]
     fn refusal_is_a_warning_not_an_error() {
-        let r = FakeRunner::new();
+        let r = Arc::new(FakeRunner::new());
         r.on(&["multipathd", "setprkey"], 0, "fail\n", "");
         let k = PrKey::new(0xa1).unwrap();
-        assert!(!set_map_key(&r, "3600", Some(k)).unwrap());
+        assert!(!set_map_key(&cli(&r), "3600", Some(k)).unwrap());
     }
 
     #[test]
     fn reads_the_map_key() {
-        let r = FakeRunner::new();
+        let r = Arc::new(FakeRunner::new());
         r.on(&["multipathd", "getprkey"], 0, "0x58530000000000a1\n", "");
         assert_eq!(
-            map_key(&r, "3600").unwrap().map(|k| k.get()),
+            map_key(&cli(&r), "3600").unwrap().map(|k| k.get()),
             Some(0x5853_0000_0000_00a1)
         );
         r.on(&["multipathd", "getprkey"], 0, "none\n", "");
-        assert_eq!(map_key(&r, "3600").unwrap(), None);
+        assert_eq!(map_key(&cli(&r), "3600").unwrap(), None);
+    }
+
+    #[test]
+    fn an_unreachable_daemon_is_an_error_naming_the_map() {
+        let md = multipath::dm::MultipathdSocket::at_abstract("/xsm-test/no-multipathd-here");
+        let e = set_map_key(&md, "3600", None).unwrap_err();
+        let chain = sm_core::errors::error_chain(&e);
+        assert!(
+            chain.contains("3600") && chain.contains("cannot connect"),
+            "{chain}"
+        );
     }
 }

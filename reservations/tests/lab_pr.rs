@@ -11,11 +11,12 @@ use std::path::Path as FsPath;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use multipath::dm::MultipathdSocket;
 use reservations::fence::{Owner, Owners};
 use reservations::slaves::{Sysfs, paths_of_map};
 use reservations::{Exclusive, Lu, Path, Policy, PrError, PrKey, mpathd};
 use serde_json::Value;
-use sm_core::host::run::{Cmd, SystemRunner};
+use sm_core::host::run::Cmd;
 use xapi_tests::lab::{AgentRequest, Lab, PrType, error_chain, write_block_argv};
 
 const UUID_A: &str = "a0a0a0a0-0000-4000-8000-00000000000a";
@@ -383,7 +384,7 @@ fn lab2_pr_dead_host_is_fenced_and_its_later_writes_are_rejected() {
     let owners = owners_b_live();
     let a = exclusive(&lu, key(&host_a.1), &policy, &owners);
     a.acquire().unwrap();
-    mpathd::set_map_key(&SystemRunner::new(), &wwid, Some(key(&host_a.1))).unwrap();
+    mpathd::set_map_key(&MultipathdSocket::new(), &wwid, Some(key(&host_a.1))).unwrap();
     write_a(&lab, &paths[0].name).unwrap();
 
     // Host A dies: its sessions are cut, and the pool marks it dead.
@@ -476,7 +477,7 @@ fn lab2_pr_dead_host_is_fenced_and_its_later_writes_are_rejected() {
         .recheck()
         .unwrap_err();
     assert!(e.to_string().contains("no longer ours"), "{e}");
-    mpathd::set_map_key(&SystemRunner::new(), &wwid, None).unwrap();
+    mpathd::set_map_key(&MultipathdSocket::new(), &wwid, None).unwrap();
 
     // No data written by B is lost.
     let r = b
@@ -527,11 +528,11 @@ fn lab2_pr_a_new_path_is_registered_before_it_carries_io() {
     let me = key(UUID_A);
     exclusive(&lu, me, &policy, &owners).acquire().unwrap();
     assert!(
-        mpathd::set_map_key(&SystemRunner::new(), &wwid, Some(me)).unwrap(),
+        mpathd::set_map_key(&MultipathdSocket::new(), &wwid, Some(me)).unwrap(),
         "multipathd takes the map key"
     );
     assert_eq!(
-        mpathd::map_key(&SystemRunner::new(), &wwid).unwrap(),
+        mpathd::map_key(&MultipathdSocket::new(), &wwid).unwrap(),
         Some(me)
     );
     let before: Vec<String> = paths.iter().map(|p| p.name.clone()).collect();
@@ -657,7 +658,7 @@ fn lab2_pr_a_new_path_is_registered_before_it_carries_io() {
         &lab,
         &["iscsiadm", "-m", "iface", "-I", EXTRA_IFACE, "-o", "delete"],
     );
-    mpathd::set_map_key(&SystemRunner::new(), &wwid, None).unwrap();
+    mpathd::set_map_key(&MultipathdSocket::new(), &wwid, None).unwrap();
     let now = paths_of_map(&Sysfs::default(), &map).unwrap();
     let lu_now = Lu::new(wwid, &now);
     exclusive(&lu_now, me, &policy, &owners).release().unwrap();

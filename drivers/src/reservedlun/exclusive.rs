@@ -12,7 +12,6 @@ use reservations::fence::PoolOwners;
 use reservations::{Exclusive, Lu, Policy, PoolKeys, PrError, PrKey, mpathd};
 use sm_core::driver::Ctx;
 use sm_core::errors::{SmCode, SmError, SmResult};
-use sm_core::host::Runner;
 
 use super::Storage;
 use crate::activation::host_key;
@@ -75,8 +74,11 @@ fn me_and_pool(cx: &Ctx<'_>) -> SmResult<(PrKey, PoolKeys)> {
     Ok((me, pool))
 }
 
-fn set_map_key(runner: &dyn Runner, scsi_id: &str, key: Option<PrKey>) {
-    if let Err(e) = mpathd::set_map_key(runner, scsi_id, key) {
+/// Hands `key` for the LUN's map to multipathd (its socket on a host), so that it registers
+/// new paths before they carry I/O; a failure is only a warning (our re-check registers).
+fn set_map_key(cx: &Ctx<'_>, scsi_id: &str, key: Option<PrKey>) {
+    let md = crate::iscsi_sr::system(cx).multipathd;
+    if let Err(e) = mpathd::set_map_key(md.as_ref(), scsi_id, key) {
         tracing::warn!(
             scsi_id,
             "multipathd map key: {}",
@@ -115,7 +117,7 @@ pub fn activate(
         for f in &report.fenced {
             tracing::warn!(vdi, scsi_id, "FENCED {f} to activate the VDI");
         }
-        set_map_key(cx.host.runner.as_ref(), scsi_id, Some(me));
+        set_map_key(cx, scsi_id, Some(me));
         // Paths that appeared while we were registering: register them now.
         let again = storage.paths(cx, scsi_id)?;
         let lu = Lu::new(scsi_id, &again);
@@ -159,7 +161,7 @@ pub fn deactivate(cx: &Ctx<'_>, storage: &dyn Storage, vdi: &str, scsi_id: &str)
             pool: &pool,
             live: x,
         };
-        set_map_key(cx.host.runner.as_ref(), scsi_id, None);
+        set_map_key(cx, scsi_id, None);
         let paths = storage.paths(cx, scsi_id)?;
         let lu = Lu::new(scsi_id, &paths);
         Exclusive {
@@ -213,7 +215,7 @@ pub fn clean_stale(
                     owners: &owners,
                 };
                 // multipathd would register the key again on the next path event.
-                set_map_key(cx.host.runner.as_ref(), scsi_id, None);
+                set_map_key(cx, scsi_id, None);
                 match ex.release() {
                     Ok(_) => cleaned.push(scsi_id.clone()),
                     Err(e) => tracing::warn!(
