@@ -10,8 +10,7 @@ use multipath::dm::Multipathd;
 use crate::error::PrError;
 use crate::key::PrKey;
 
-fn cmd(md: &dyn Multipathd, map: &str, words: &[&str]) -> Result<String, PrError> {
-    let action = words.join(" ");
+fn cmd(md: &dyn Multipathd, map: &str, action: String) -> Result<String, PrError> {
     md.command(&action)
         .map(|reply| reply.trim().to_string())
         .map_err(|source| PrError::Multipathd {
@@ -33,15 +32,14 @@ fn failed(reply: &str) -> bool {
 pub fn set_map_key(md: &dyn Multipathd, map: &str, key: Option<PrKey>) -> Result<bool, PrError> {
     let replies = match key {
         Some(k) => {
-            let ks = k.to_string();
             vec![
-                cmd(md, map, &["setprkey", "map", map, "key", &ks])?,
-                cmd(md, map, &["setprstatus", "map", map])?,
+                cmd(md, map, format!("setprkey map {map} key {k}"))?,
+                cmd(md, map, format!("setprstatus map {map}"))?,
             ]
         }
         None => vec![
-            cmd(md, map, &["unsetprstatus", "map", map])?,
-            cmd(md, map, &["unsetprkey", "map", map])?,
+            cmd(md, map, format!("unsetprstatus map {map}"))?,
+            cmd(md, map, format!("unsetprkey map {map}"))?,
         ],
     };
     if let Some(r) = replies.iter().find(|r| failed(r)) {
@@ -57,7 +55,7 @@ pub fn set_map_key(md: &dyn Multipathd, map: &str, key: Option<PrKey>) -> Result
 
 /// The key multipathd has for `map`, if any (`getprkey`).
 pub fn map_key(md: &dyn Multipathd, map: &str) -> Result<Option<PrKey>, PrError> {
-    let reply = cmd(md, map, &["getprkey", "map", map])?;
+    let reply = cmd(md, map, format!("getprkey map {map}"))?;
     Ok(reply
         .split_whitespace()
         .next()
