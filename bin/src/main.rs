@@ -10,6 +10,7 @@
 //!   install.sh.
 //!
 //! This file is the only writer of the plugin's stdout and stderr.
+#![forbid(unsafe_code)]
 
 mod tools;
 

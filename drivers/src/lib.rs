@@ -14,6 +14,7 @@
 //! of logical volumes does), [`vhd`], [`nbd`], [`blockcopy`], and what every driver does on the
 //! XenAPI side ([`activation`], [`scan`], [`probe`], [`static_vdi`], [`vdi_record`]). They never
 //! parse XML, build CDBs or spawn processes themselves.
+#![forbid(unsafe_code)]
 
 pub mod activation;
 pub mod blockcopy;

@@ -43,6 +43,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod activate;
 pub mod cli;

@@ -13,6 +13,7 @@
 //! | [`emulator`] | the shared state and the one SMAPI execution path |
 //! | [`error`] | XenAPI errors with xapi's names |
 //! | [`lab`] | the storage lab seen from a test inside it (lab helper) |
+#![forbid(unsafe_code)]
 
 pub mod appendix;
 pub mod cli;

@@ -4,6 +4,7 @@
 //! answers one JSON reply per line, running argv through sm-core's runner: tools are resolved in
 //! `SM_TOOL_DIRS` (the lab's binaries) and then the system directories. Logs go to SMlog
 //! (`SMLOG_FILE` in the lab).
+#![forbid(unsafe_code)]
 
 use std::net::TcpListener;
 use std::process::ExitCode;

@@ -9,6 +9,7 @@
 //! xapi-demo --check-trace <state>/trace.jsonl    (summary and appendix A check of any trace)
 //! ```
 //! `xapi-tests/demo/run` builds what is needed and runs this.
+#![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

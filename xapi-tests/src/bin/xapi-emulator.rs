@@ -10,6 +10,7 @@
 //! machine is created (`Config::two_local_hosts`) with plugins from `--plugin-dir` (default
 //! `/opt/xensource/sm`). The state directory holds `xapi.sock`, `xapi.port`, `xapi.pid`,
 //! `db.json`, `trace.jsonl`, `xapi.log` and the plugins' `SMlog.<host>` files.
+#![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

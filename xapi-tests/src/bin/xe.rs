@@ -5,6 +5,7 @@
 //! `$XE_STATE_DIR` (default: see `xapi_tests::config::default_state_dir`).
 //! `$XE_STATUS_LOG`, when set, gets one line per invocation: `<exit status>\t<arguments>`, so a
 //! script's runner can check every `xe` command, not just the last.
+#![forbid(unsafe_code)]
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
