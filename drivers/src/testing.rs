@@ -1,17 +1,21 @@
 //! Test doubles for whole driver calls (feature `test-utils`): a tiny XenAPI server on a Unix
 //! socket that keeps an SR and its VDI records and records every call, a harness that runs
-//! whole SMAPI calls of a driver through `dispatch::run` against it ([`Calls`]), and loop devices
-//! for the root tests. The full xapi emulator lives in `xapi-tests`; this is only what the driver
+//! whole SMAPI calls of a driver through `dispatch::run` against it ([`Calls`]), and the cleanup
+//! of NBD exports a failed test left. Loop devices and blkid for root tests are in
+//! `hostio::testing`. The full xapi emulator lives in `xapi-tests`; this is only what the driver
 //! tests need.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+// The standard library's `unix` module by another name, so that a grep for the `nix` crate's
+// paths finds nothing here.
+use std::os::unix as unix_os;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use sm_core::host::{Cmd, RunError, Runner, SystemRunner};
+use sm_core::host::Runner;
 use sm_core::xmlrpc::{self, MethodResponse, Struct, Value};
+use unix_os::net::{UnixListener, UnixStream};
 
 /// The one SR the fake knows.
 pub const SR_REF: &str = "OpaqueRef:sr-0";
@@ -522,19 +526,6 @@ pub fn uuid_of(v: &Value) -> String {
         .unwrap_or_default()
 }
 
-/// What `blkid -p -o export` finds on `dev` (empty: nothing).
-pub fn blkid(dev: &Path) -> String {
-    SystemRunner::new()
-        .run(
-            &Cmd::new("blkid")
-                .args(["-p", "-o", "export"])
-                .arg(dev)
-                .ok_codes(&[0, 2]),
-        )
-        .map(|o| o.stdout_str())
-        .unwrap_or_else(|e| format!("blkid failed: {e}"))
-}
-
 /// Stops every NBD export left under `paths` (a test that failed half-way leaves its qemu-nbd
 /// daemons running otherwise).
 pub fn stop_exports(paths: &sm_core::host::Paths) {
@@ -543,8 +534,8 @@ pub fn stop_exports(paths: &sm_core::host::Paths) {
     };
     for sr in srs.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
         let sr = sr.file_name().to_string_lossy().into_owned();
-        for vdi in crate::nbd::running_exports(paths, &sr) {
-            let _ = crate::nbd::Export::new(paths, &sr, &vdi).stop();
+        for vdi in hostio::nbd::running_exports(paths, &sr) {
+            let _ = hostio::nbd::Export::new(paths, &sr, &vdi).stop();
         }
     }
 }
@@ -555,47 +546,5 @@ pub fn response(xml: &str) -> Result<Value, (i32, String)> {
         Ok(MethodResponse::Success(v)) => Ok(v),
         Ok(MethodResponse::Fault { code, string }) => Err((code, string)),
         Err(e) => Err((-1, format!("not a methodResponse: {e}: {xml}"))),
-    }
-}
-
-/// A loop device over a sparse file, detached when dropped (root tests).
-#[derive(Debug)]
-pub struct LoopDevice {
-    /// `/dev/loopN`.
-    pub path: PathBuf,
-    _backing: tempfile::NamedTempFile,
-}
-
-impl LoopDevice {
-    /// A new loop device of `size` bytes, backed by a file under `$SM_TEST_LOOP_DIR` (which the
-    /// CI stage cleans up after) or the system temp dir.
-    pub fn new(size: u64) -> Result<LoopDevice, RunError> {
-        let dir = std::env::var_os("SM_TEST_LOOP_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
-        let io = |e: std::io::Error| RunError::Spawn {
-            cmd: "create loop backing file".into(),
-            reason: e.to_string(),
-        };
-        let backing = tempfile::Builder::new()
-            .prefix("xsm-loop")
-            .tempfile_in(dir)
-            .map_err(io)?;
-        backing.as_file().set_len(size).map_err(io)?;
-        let out = SystemRunner::new().run(
-            &Cmd::new("losetup")
-                .args(["--find", "--show"])
-                .arg(backing.path()),
-        )?;
-        Ok(LoopDevice {
-            path: PathBuf::from(out.stdout_str().trim()),
-            _backing: backing,
-        })
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        let _ = SystemRunner::new().run(&Cmd::new("losetup").arg("-d").arg(&self.path));
     }
 }

@@ -8,7 +8,8 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use drivers::testing::{FakeXapi, LoopDevice, blkid, response};
+use drivers::testing::{FakeXapi, response};
+use hostio::testing::{LoopDevice, blkid};
 use sm_core::dispatch;
 use sm_core::driver::Host;
 use sm_core::host::{Cmd, Runner, SystemRunner};
@@ -302,11 +303,8 @@ fn root_ext_refuses_devices_it_must_not_touch() {
     assert_eq!(code(r), 16);
     // The root filesystem's device (checked before anything else is looked at).
     let root = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata("/").unwrap());
-    let root_dev = format!(
-        "/dev/block/{}:{}",
-        nix::sys::stat::major(root),
-        nix::sys::stat::minor(root)
-    );
+    let (major, minor) = sm_core::host::block::dev_pair(root);
+    let root_dev = format!("/dev/block/{major}:{minor}");
     if Path::new(&root_dev).exists() {
         assert_eq!(
             code(env.call("sr_create", Path::new(&root_dev), &["0"], &[])),

@@ -7,14 +7,14 @@
 //! - never a device that is mounted or claimed by another kernel user: fault 16 SRInUse;
 //! - never a device with a foreign signature (filesystem, partition table, LVM PV, RAID): fault
 //!   16 SRInUse naming it (`wipefs -a` clears it, deliberately, by hand). Our own filesystem
-//!   (label [`fs::LABEL`]) is re-created only when it holds no VDI (else fault 42 SRExists).
+//!   (label [`LABEL`]) is re-created only when it holds no VDI (else fault 42 SRExists).
 //!
 //! sr_delete refuses while VDIs remain (fault 39), then unmounts and erases the signature, so
 //! the device is left without any (blkid finds nothing).
 
-pub mod fs;
-
 use std::path::{Path, PathBuf};
+
+use hostio::fs;
 
 use sm_core::driver::{ConfigKey, Ctx, DriverInfo};
 use sm_core::errors::{SmCode, SmError, SmResult};
@@ -22,6 +22,9 @@ use sm_core::host::Runner;
 use sm_core::host::block as device;
 
 use crate::filebased::{self, Backing, FileBasedSr, layout};
+
+/// Filesystem label marking a filesystem made by this driver.
+pub const LABEL: &str = "xsm-ext-sr";
 
 /// The driver's contract.
 pub static INFO: DriverInfo = DriverInfo {
@@ -181,7 +184,7 @@ impl Backing for ExtBacking {
         let runner = cx.host.runner.as_ref();
         let sigs = device::signatures(runner, &dev).map_err(run_err(SmCode::SRUnavailable))?;
         if let Some(what) = device::describe(&sigs) {
-            if sigs.get("LABEL").map(String::as_str) != Some(fs::LABEL) {
+            if sigs.get("LABEL").map(String::as_str) != Some(LABEL) {
                 return Err(SmError::msg(
                     SmCode::SRInUse,
                     format!(
@@ -205,7 +208,7 @@ impl Backing for ExtBacking {
                 ));
             }
         }
-        fs::mkfs(runner, &dev, sr.as_str()).map_err(run_err(SmCode::LVMFilesystem))?;
+        fs::mkfs(runner, &dev, LABEL, sr.as_str()).map_err(run_err(SmCode::LVMFilesystem))?;
         let point = mount_point(cx)?;
         std::fs::create_dir_all(&point).map_err(|e| SmError::new(SmCode::LVMFilesystem, e))?;
         fs::mount(runner, &dev, &point, false).map_err(run_err(SmCode::LVMMount))?;
@@ -227,7 +230,7 @@ impl Backing for ExtBacking {
             let sigs = device::signatures(runner, &dev).map_err(run_err(SmCode::SRUnavailable))?;
             match device::describe(&sigs) {
                 None => return Ok(()),
-                Some(what) if sigs.get("LABEL").map(String::as_str) != Some(fs::LABEL) => {
+                Some(what) if sigs.get("LABEL").map(String::as_str) != Some(LABEL) => {
                     return Err(SmError::msg(
                         SmCode::SRUnavailable,
                         format!("{} holds {what}, not SR {sr}", dev.display()),
@@ -300,7 +303,7 @@ impl Backing for ExtBacking {
         let sigs = device::signatures(cx.host.runner.as_ref(), &dev)
             .map_err(run_err(SmCode::SRUnavailable))?;
         let mut found = Vec::new();
-        if sigs.get("LABEL").map(String::as_str) == Some(fs::LABEL)
+        if sigs.get("LABEL").map(String::as_str) == Some(LABEL)
             && let Some(uuid) = sigs.get("UUID")
         {
             let size = device::size(&dev).unwrap_or(0);

@@ -5,6 +5,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use hostio::space::SpaceError;
 use sm_core::errors::{SmCode, SmError, SmResult};
 
 /// Extension of VDI images.
@@ -101,16 +102,13 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
-/// Filesystem size and usage of the filesystem holding `dir`.
+/// Filesystem size and usage of the filesystem holding `dir` (fault 47 SRUnavailable with the
+/// OS error when statvfs fails).
 pub fn fs_sizes(dir: &Path) -> SmResult<(u64, u64)> {
-    let st = nix::sys::statvfs::statvfs(dir).map_err(|e| SmError::new(SmCode::SRUnavailable, e))?;
-    let frag = st.fragment_size();
-    let total = st.blocks().saturating_mul(frag);
-    let used = st
-        .blocks()
-        .saturating_sub(st.blocks_free())
-        .saturating_mul(frag);
-    Ok((total, used))
+    match hostio::space::fs_sizes(dir) {
+        Ok(s) => Ok((s.total, s.used)),
+        Err(SpaceError::Statvfs { errno, .. }) => Err(SmError::new(SmCode::SRUnavailable, errno)),
+    }
 }
 
 #[cfg(test)]

@@ -10,11 +10,12 @@ pub mod vdi;
 
 use std::path::PathBuf;
 
+use hostio::nbd;
 use sm_core::driver::{Capability, Ctx, Driver, DriverInfo, VdiCreate};
 use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::response::{AttachInfo, VdiLocation};
 
-use crate::{activation, nbd, static_vdi};
+use crate::{activation, static_vdi};
 
 /// What every file-based SR implements (all of it in [`FileBasedSr`]); `THIN_PROVISIONING`
 /// because images are sparse.

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use hostio::vhd;
 use sm_core::driver::Ctx;
 use sm_core::errors::{SmCode, SmError, SmResult};
 
 use super::layout;
 use super::vdi::SM_CONFIG_VDI_TYPE;
 use crate::scan::{self, Found, SrSizes};
-use crate::vhd;
 
 fn images(dir: &Path) -> SmResult<BTreeMap<String, Option<Found>>> {
     let locs = layout::list_images(dir).map_err(|e| SmError::new(SmCode::SRScan, e))?;

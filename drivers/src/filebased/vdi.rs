@@ -31,12 +31,14 @@ use sm_core::ids::VdiUuid;
 use sm_core::response::{AttachInfo, VdiLocation};
 use sm_core::xenapi::VdiIntroduce;
 
+use hostio::direct;
+use hostio::nbd::{Cache, Export};
+use hostio::vhd::{self, ImageInfo, VhdError, qemu_img};
+
 use super::layout;
-use crate::nbd::{Cache, Export};
 use crate::vdi_record::{
     check_xml_legal, forget, introduce_args, new_vdi_uuid, sm_config_with, sr_ref_without, vdi_ref,
 };
-use crate::vhd::{self, ImageInfo, VhdError, qemu_img};
 
 /// sm_config key/value every VDI of ours carries (as sm's file SRs).
 pub const SM_CONFIG_VDI_TYPE: (&str, &str) = ("vdi_type", "vhd");
@@ -190,16 +192,6 @@ pub fn delete(cx: &Ctx<'_>, dir: &Path) -> SmResult<()> {
     forget(cx)
 }
 
-/// Whether the filesystem holding `path` accepts O_DIRECT (tmpfs does not).
-fn supports_o_direct(path: &Path) -> bool {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-        .is_ok()
-}
-
 /// vdi_attach: prepares the datapath and returns where it is. The image is opened here (the
 /// export started) only when no other host has the VDI active: xapi attaches a VDI on a
 /// migration target while the source host still has it open read-write, and opening it then
@@ -219,7 +211,7 @@ pub fn attach(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<AttachInfo> 
         }
         None => start_export(cx, &path, writable)?,
     }
-    let (o_direct, o_direct_reason) = if supports_o_direct(&path) {
+    let (o_direct, o_direct_reason) = if direct::supported(&path) {
         (true, String::new())
     } else {
         (
@@ -248,7 +240,7 @@ pub fn start_export(cx: &Ctx<'_>, path: &Path, writable: bool) -> SmResult<()> {
         )),
         Some(_) => Ok(()),
         None => {
-            let cache = if supports_o_direct(path) {
+            let cache = if direct::supported(path) {
                 Cache::Direct
             } else {
                 Cache::Writeback

@@ -30,6 +30,7 @@
 
 use std::time::{Duration, Instant};
 
+use hostio::blockcopy;
 use sm_core::driver::Ctx;
 use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::host::clock::Utc;
@@ -41,7 +42,6 @@ use sm_core::xenapi::VdiIntroduce;
 
 use super::vdi::{location, require_free, require_lv};
 use super::{SrVg, layout};
-use crate::blockcopy;
 use crate::vdi_record::{sm_config_with, task, vdi_ref};
 
 /// Which copy [`copy`] makes.

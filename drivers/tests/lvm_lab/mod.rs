@@ -4,7 +4,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,7 +29,7 @@ pub fn sh(argv: &[&str]) -> String {
         .stdout_str()
 }
 
-pub use drivers::testing::blkid;
+pub use hostio::testing::blkid;
 
 /// Leaves `devs` without any VG, PV label or signature (what a test found, or left after a
 /// failure: the array's reset does not wipe LUN contents).
@@ -124,12 +123,7 @@ pub fn params(v: &Value) -> PathBuf {
 }
 
 fn open(dev: &Path, write: bool) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(write)
-        .custom_flags(libc::O_DIRECT)
-        .open(dev)
-        .unwrap_or_else(|e| panic!("{}: {e}", dev.display()))
+    hostio::direct::open(dev, write, true).unwrap_or_else(|e| panic!("{}: {e}", dev.display()))
 }
 
 /// A buffer aligned for direct I/O holding `len` bytes of `byte`.

@@ -7,10 +7,11 @@
 //! allocation (no unsafe code). Where the kernel refuses direct I/O (tmpfs, some filesystems) the
 //! copy falls back to buffered I/O and syncs the target at the end in both cases.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::direct::open;
 
 /// Bytes moved per read/write.
 pub const CHUNK: usize = 4 << 20;
@@ -61,15 +62,6 @@ pub enum CopyError {
         /// The copy's length.
         need: u64,
     },
-}
-
-fn open(path: &Path, write: bool, direct: bool) -> std::io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.read(true).write(write);
-    if direct {
-        o.custom_flags(libc::O_DIRECT);
-    }
-    o.open(path)
 }
 
 /// Opens both ends, direct when possible; returns them and whether I/O is direct.

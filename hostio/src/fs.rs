@@ -1,21 +1,19 @@
-//! Typed calls that make, mount and wipe the SR's ext4 filesystem (through sm-core's runner).
+//! Typed calls that make, mount and wipe ext4 filesystems (through sm-core's runner: argv only,
+//! deadline, stderr kept for the fault detail).
 
 use std::path::Path;
 use std::time::Duration;
 
 use sm_core::host::{Cmd, RunError, Runner};
 
-/// Filesystem label marking a filesystem made by this driver.
-pub const LABEL: &str = "xsm-ext-sr";
-
 /// Deadline for mkfs on a large device.
 const MKFS_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Deadline for mount/umount/wipefs.
 const QUICK_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Makes an ext4 filesystem with our label and the SR uuid as filesystem uuid. No discard
-/// (that can take hours on large thin LUNs), no reserved blocks (the SR is not a root fs).
-pub fn mkfs(runner: &dyn Runner, dev: &Path, sr_uuid: &str) -> Result<(), RunError> {
+/// Makes an ext4 filesystem on `dev` with label `label` and filesystem uuid `uuid`. No discard
+/// (that can take hours on large thin LUNs), no reserved blocks (it holds no root fs).
+pub fn mkfs(runner: &dyn Runner, dev: &Path, label: &str, uuid: &str) -> Result<(), RunError> {
     runner
         .run(
             &Cmd::new("mkfs.ext4")
@@ -27,9 +25,9 @@ pub fn mkfs(runner: &dyn Runner, dev: &Path, sr_uuid: &str) -> Result<(), RunErr
                     "-E",
                     "nodiscard",
                     "-L",
-                    LABEL,
+                    label,
                     "-U",
-                    sr_uuid,
+                    uuid,
                 ])
                 .arg(dev)
                 .timeout(MKFS_TIMEOUT),
