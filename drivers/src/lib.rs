@@ -15,8 +15,10 @@
 //! [`filebased`] and [`lvmbased`] (everything an SR of VHD files or of logical volumes does), and
 //! what every driver does on the XenAPI side ([`activation`], [`scan`], [`probe`],
 //! [`static_vdi`], [`vdi_record`]). They never parse XML, build CDBs or spawn processes
-//! themselves.
+//! themselves: `drivers/clippy.toml` makes building a `Cmd`, a runner's `run` or a
+//! `std::process::Command` here a build error.
 #![forbid(unsafe_code)]
+#![deny(clippy::disallowed_methods)]
 
 pub mod activation;
 pub mod ext;
