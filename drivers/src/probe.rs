@@ -2,6 +2,8 @@
 //! §1.7, sm's `srlist_toxml`): one `<SR>` per SR found, with its uuid, the devices it lives on
 //! and its size.
 
+use sm_core::probe_xml::{EmptyRoot, Listing, Record};
+
 /// One SR found by a probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbedSr {
@@ -13,26 +15,17 @@ pub struct ProbedSr {
     pub size: u64,
 }
 
-/// Escapes text for an XML element.
-fn xml_text(s: &str) -> String {
-    let mut out = String::new();
-    sm_core::xmlrpc::escape_text(&mut out, s);
-    out
-}
-
 /// The `<SRlist>` document.
 pub fn srlist_xml(srs: &[ProbedSr]) -> String {
-    let mut out = String::from("<?xml version=\"1.0\" ?>\n<SRlist>\n");
-    for sr in srs {
-        out.push_str(&format!(
-            "\t<SR>\n\t\t<UUID>{}</UUID>\n\t\t<Devlist>{}</Devlist>\n\t\t<size>{}</size>\n\t</SR>\n",
-            xml_text(&sr.uuid),
-            xml_text(&sr.devlist),
-            sr.size
-        ));
-    }
-    out.push_str("</SRlist>\n");
-    out
+    Listing::new("SRlist")
+        .empty_as(EmptyRoot::OpenAndClose)
+        .with_records(srs.iter().map(|sr| {
+            Record::new("SR")
+                .field("UUID", sr.uuid.as_str())
+                .field("Devlist", sr.devlist.as_str())
+                .field("size", sr.size.to_string())
+        }))
+        .to_xml()
 }
 
 #[cfg(test)]
@@ -50,6 +43,36 @@ mod tests {
         assert_eq!(
             srlist_xml(&[]),
             "<?xml version=\"1.0\" ?>\n<SRlist>\n</SRlist>\n"
+        );
+    }
+
+    /// The documents the hand-written writer produced before the listing moved to
+    /// `sm_core::probe_xml`, byte for byte.
+    #[test]
+    fn srlist_bytes_as_before() {
+        let w = "a<b>c&d\"e'f\u{1}g\th\ni\u{7f}j\u{FFFE}k\r";
+        assert_eq!(
+            srlist_xml(&[ProbedSr {
+                uuid: "u1".into(),
+                devlist: "/dev/sda,/dev/sdb".into(),
+                size: 5
+            }]),
+            "<?xml version=\"1.0\" ?>\n<SRlist>\n\t<SR>\n\t\t<UUID>u1</UUID>\n\t\t<Devlist>/dev/sda,/dev/sdb</Devlist>\n\t\t<size>5</size>\n\t</SR>\n</SRlist>\n"
+        );
+        assert_eq!(
+            srlist_xml(&[
+                ProbedSr {
+                    uuid: w.into(),
+                    devlist: w.into(),
+                    size: u64::MAX
+                },
+                ProbedSr {
+                    uuid: String::new(),
+                    devlist: String::new(),
+                    size: 0
+                },
+            ]),
+            "<?xml version=\"1.0\" ?>\n<SRlist>\n\t<SR>\n\t\t<UUID>a&lt;b&gt;c&amp;d\"e'f\u{FFFD}g\th\ni\u{7f}j\u{FFFD}k\r</UUID>\n\t\t<Devlist>a&lt;b&gt;c&amp;d\"e'f\u{FFFD}g\th\ni\u{7f}j\u{FFFD}k\r</Devlist>\n\t\t<size>18446744073709551615</size>\n\t</SR>\n\t<SR>\n\t\t<UUID></UUID>\n\t\t<Devlist></Devlist>\n\t\t<size>0</size>\n\t</SR>\n</SRlist>\n"
         );
     }
 }

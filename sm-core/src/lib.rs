@@ -8,6 +8,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`xmlrpc`] | the XML-RPC codec (untyped strings, `<i8>`, `<nil/>`, Z dates) |
+//! | [`probe_xml`] | sm's probe listings (`<SRlist>`, `<iscsi-target>`, ...) in minidom's layout |
 //! | [`request`], [`response`] | typed calls and results |
 //! | [`errors`] | the SMAPI error table and fault rendering (one place) |
 //! | [`driver`], [`dispatch`] | the driver trait, capabilities, the call pipeline |
@@ -23,6 +24,7 @@ pub mod errors;
 pub mod host;
 pub mod ids;
 pub mod lvm;
+pub mod probe_xml;
 pub mod request;
 pub mod response;
 pub mod scsi;

@@ -185,7 +185,7 @@ fn truncate(s: &str) -> String {
 /// A token of the document. XML-RPC's element names are static and layout whitespace is kept in
 /// the lexer's buffer, so a large response (1,000 VDI records) costs one allocation per string.
 #[derive(Debug, Clone, PartialEq)]
-enum Tok {
+pub(crate) enum Tok {
     Open(Cow<'static, str>),
     Close(Cow<'static, str>),
     Text(String),
@@ -196,7 +196,7 @@ enum Tok {
 }
 
 impl Tok {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Tok::Open(n) => format!("<{n}>"),
             Tok::Close(n) => format!("</{n}>"),
@@ -209,7 +209,7 @@ impl Tok {
 
 /// Turns quick-xml events into open/close/text tokens, merging text, entity references and
 /// CDATA, and dropping comments, declarations and processing instructions.
-struct Lexer<'a> {
+pub(crate) struct Lexer<'a> {
     reader: Reader<&'a [u8]>,
     peeked: Option<Tok>,
     /// The text being gathered; after a [`Tok::Space`], that whitespace.
@@ -246,7 +246,7 @@ fn tag_name(name: &str) -> Cow<'static, str> {
 }
 
 impl<'a> Lexer<'a> {
-    fn new(xml: &'a str) -> Lexer<'a> {
+    pub(crate) fn new(xml: &'a str) -> Lexer<'a> {
         let mut reader = Reader::from_str(xml);
         let cfg = reader.config_mut();
         cfg.expand_empty_elements = true;
@@ -267,11 +267,11 @@ impl<'a> Lexer<'a> {
     }
 
     /// The whitespace of the last [`Tok::Space`].
-    fn space(&self) -> String {
+    pub(crate) fn space(&self) -> String {
         self.buf.clone()
     }
 
-    fn next(&mut self) -> Result<Tok, XmlRpcError> {
+    pub(crate) fn next(&mut self) -> Result<Tok, XmlRpcError> {
         if let Some(t) = self.peeked.take() {
             return Ok(t);
         }
@@ -326,7 +326,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// Next token that is not whitespace-only text.
-    fn next_sig(&mut self) -> Result<Tok, XmlRpcError> {
+    pub(crate) fn next_sig(&mut self) -> Result<Tok, XmlRpcError> {
         loop {
             match self.next()? {
                 Tok::Space => continue,
@@ -375,7 +375,7 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    fn expect_eof(&mut self) -> Result<(), XmlRpcError> {
+    pub(crate) fn expect_eof(&mut self) -> Result<(), XmlRpcError> {
         match self.next_sig()? {
             Tok::Eof => Ok(()),
             other => Err(XmlRpcError::Shape {

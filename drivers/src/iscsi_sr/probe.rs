@@ -5,6 +5,7 @@
 use multipath::iscsi::DEFAULT_PORT;
 use multipath::iscsi::iscsiadm::NodeRecord;
 use multipath::iscsi::luns::TargetLun;
+use sm_core::probe_xml::{Listing, Record};
 
 /// One `<TGT>` of the IQN listing: a portal and a target (`*` for the catch-all).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,32 +16,6 @@ pub struct TargetEntry {
     pub port: u16,
     /// `TargetIQN`.
     pub iqn: String,
-}
-
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    sm_core::xmlrpc::escape_text(&mut out, s);
-    out
-}
-
-/// A minidom-style document: `<root>` with one child element per entry, each holding text
-/// elements; `<root/>` when empty.
-fn document(root: &str, entry: &str, entries: &[Vec<(&str, String)>]) -> String {
-    let mut s = String::from("<?xml version=\"1.0\" ?>\n");
-    if entries.is_empty() {
-        s.push_str(&format!("<{root}/>\n"));
-        return s;
-    }
-    s.push_str(&format!("<{root}>\n"));
-    for e in entries {
-        s.push_str(&format!("\t<{entry}>\n"));
-        for (k, v) in e {
-            s.push_str(&format!("\t\t<{k}>{}</{k}>\n", escape(v)));
-        }
-        s.push_str(&format!("\t</{entry}>\n"));
-    }
-    s.push_str(&format!("</{root}>\n"));
-    s
 }
 
 /// The entries of the IQN listing: what discovery reported, then sm's catch-all entry
@@ -64,47 +39,39 @@ pub fn target_entries(records: &[NodeRecord], target_text: &str, port: u16) -> V
 
 /// `<iscsi-target-iqns>`: `<TGT><Index/><IPAddress/>[<Port/>]<TargetIQN/></TGT>...`.
 pub fn iqn_listing(entries: &[TargetEntry]) -> String {
-    let rows: Vec<Vec<(&str, String)>> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let mut r = vec![("Index", i.to_string()), ("IPAddress", e.address.clone())];
-            if e.port != DEFAULT_PORT {
-                r.push(("Port", e.port.to_string()));
-            }
-            r.push(("TargetIQN", e.iqn.clone()));
-            r
-        })
-        .collect();
-    document("iscsi-target-iqns", "TGT", &rows)
+    Listing::new("iscsi-target-iqns")
+        .with_records(entries.iter().enumerate().map(|(i, e)| {
+            let r = Record::new("TGT")
+                .field("Index", i.to_string())
+                .field("IPAddress", e.address.as_str());
+            let r = if e.port == DEFAULT_PORT {
+                r
+            } else {
+                r.field("Port", e.port.to_string())
+            };
+            r.field("TargetIQN", e.iqn.as_str())
+        }))
+        .to_xml()
 }
 
 /// `<iscsi-target>`: `<LUN><vendor/><serial/><LUNid/><size/><SCSIid/></LUN>...`; as sm, an
 /// element whose value is empty is left out.
 pub fn lun_listing(luns: &[TargetLun]) -> String {
-    let rows: Vec<Vec<(&str, String)>> = luns
-        .iter()
-        .map(|l| {
-            [
-                ("vendor", l.vendor.clone()),
-                ("serial", l.serial.clone()),
-                ("LUNid", l.lun.to_string()),
-                (
-                    "size",
-                    if l.size == 0 {
-                        String::new()
-                    } else {
-                        l.size.to_string()
-                    },
-                ),
-                ("SCSIid", l.scsi_id.clone()),
-            ]
-            .into_iter()
-            .filter(|(_, v)| !v.is_empty())
-            .collect()
-        })
-        .collect();
-    document("iscsi-target", "LUN", &rows)
+    Listing::new("iscsi-target")
+        .with_records(luns.iter().map(|l| {
+            let size = if l.size == 0 {
+                String::new()
+            } else {
+                l.size.to_string()
+            };
+            Record::new("LUN")
+                .field_if_set("vendor", l.vendor.as_str())
+                .field_if_set("serial", l.serial.as_str())
+                .field_if_set("LUNid", l.lun.to_string())
+                .field_if_set("size", size)
+                .field_if_set("SCSIid", l.scsi_id.as_str())
+        }))
+        .to_xml()
 }
 
 #[cfg(test)]
@@ -114,53 +81,33 @@ mod tests {
 
     /// Reads the listings the way their consumers do (Xen Orchestra's `sr.probeIscsiIqns` /
     /// `probeIscsiLuns`, XenCenter's `ISCSIPopulateIQNsAction` / `ISCSIPopulateLunsAction`):
-    /// the root element by name, its children by name, each field by element name; unknown
-    /// elements are an error here so that a misspelling cannot pass.
+    /// an XML reader, the root element by name, its children by name, each field by element
+    /// name; unknown elements are an error here so that a misspelling cannot pass.
     fn consumer_parse(
         xml: &str,
         root: &str,
         entry: &str,
         fields: &[&str],
     ) -> Vec<Vec<(String, String)>> {
-        let body = xml
-            .strip_prefix("<?xml version=\"1.0\" ?>\n")
-            .expect("minidom's XML declaration");
-        if body.trim() == format!("<{root}/>") {
-            return Vec::new();
-        }
-        let inner = body
-            .trim()
-            .strip_prefix(&format!("<{root}>"))
-            .and_then(|b| b.strip_suffix(&format!("</{root}>")))
-            .expect("root element");
-        let mut out = Vec::new();
-        for chunk in inner
-            .split(&format!("</{entry}>"))
-            .filter(|c| !c.trim().is_empty())
-        {
-            let c = chunk
-                .trim()
-                .strip_prefix(&format!("<{entry}>"))
-                .expect("entry element");
-            let mut rec = Vec::new();
-            for line in c.lines().map(str::trim).filter(|l| !l.is_empty()) {
-                let name = &line[1..line.find('>').unwrap()];
-                assert!(fields.contains(&name), "unexpected element {name}");
-                let value = line
-                    .strip_prefix(&format!("<{name}>"))
-                    .and_then(|l| l.strip_suffix(&format!("</{name}>")))
-                    .expect("text element");
-                rec.push((
-                    name.to_string(),
-                    value
-                        .replace("&amp;", "&")
-                        .replace("&lt;", "<")
-                        .replace("&gt;", ">"),
-                ));
-            }
-            out.push(rec);
-        }
-        out
+        assert!(
+            xml.starts_with("<?xml version=\"1.0\" ?>\n"),
+            "minidom's XML declaration: {xml}"
+        );
+        let listing = sm_core::probe_xml::read(xml).expect("well-formed listing");
+        assert_eq!(listing.root(), root, "root element");
+        listing
+            .records()
+            .iter()
+            .map(|r| {
+                assert_eq!(r.name(), entry, "entry element");
+                r.fields()
+                    .map(|(name, value)| {
+                        assert!(fields.contains(&name), "unexpected element {name}");
+                        (name.to_string(), value.to_string())
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     #[test]
@@ -247,5 +194,57 @@ mod tests {
             "<?xml version=\"1.0\" ?>\n<iscsi-target/>\n"
         );
         assert!(consumer_parse(&lun_listing(&[]), "iscsi-target", "LUN", &[]).is_empty());
+    }
+
+    /// The documents the hand-written writer produced before the listings moved to
+    /// `sm_core::probe_xml`, byte for byte.
+    #[test]
+    fn listings_bytes_as_before() {
+        let w = "a<b>c&d\"e'f\u{1}g\th\ni\u{7f}j\u{FFFE}k\r";
+        let we = "a&lt;b&gt;c&amp;d\"e'f\u{FFFD}g\th\ni\u{7f}j\u{FFFD}k\r";
+        assert_eq!(
+            iqn_listing(&[]),
+            "<?xml version=\"1.0\" ?>\n<iscsi-target-iqns/>\n"
+        );
+        assert_eq!(
+            iqn_listing(&[
+                TargetEntry {
+                    address: "10.0.0.1".into(),
+                    port: 3260,
+                    iqn: "iqn.x:y".into()
+                },
+                TargetEntry {
+                    address: w.into(),
+                    port: 3261,
+                    iqn: w.into()
+                },
+                TargetEntry {
+                    address: String::new(),
+                    port: 0,
+                    iqn: "*".into()
+                },
+            ]),
+            format!(
+                "<?xml version=\"1.0\" ?>\n<iscsi-target-iqns>\n\t<TGT>\n\t\t<Index>0</Index>\n\t\t<IPAddress>10.0.0.1</IPAddress>\n\t\t<TargetIQN>iqn.x:y</TargetIQN>\n\t</TGT>\n\t<TGT>\n\t\t<Index>1</Index>\n\t\t<IPAddress>{we}</IPAddress>\n\t\t<Port>3261</Port>\n\t\t<TargetIQN>{we}</TargetIQN>\n\t</TGT>\n\t<TGT>\n\t\t<Index>2</Index>\n\t\t<IPAddress></IPAddress>\n\t\t<Port>0</Port>\n\t\t<TargetIQN>*</TargetIQN>\n\t</TGT>\n</iscsi-target-iqns>\n"
+            )
+        );
+        let lun = |vendor: &str, serial: &str, lun: u64, size: u64, scsi_id: &str| TargetLun {
+            vendor: vendor.into(),
+            serial: serial.into(),
+            lun,
+            size,
+            scsi_id: scsi_id.into(),
+            devices: vec![],
+        };
+        assert_eq!(
+            lun_listing(&[
+                lun("LIO-ORG", "5ab", 0, 64 << 20, "3600"),
+                lun(w, w, u64::MAX, 1, w),
+                lun("", "", 7, 0, ""),
+            ]),
+            format!(
+                "<?xml version=\"1.0\" ?>\n<iscsi-target>\n\t<LUN>\n\t\t<vendor>LIO-ORG</vendor>\n\t\t<serial>5ab</serial>\n\t\t<LUNid>0</LUNid>\n\t\t<size>67108864</size>\n\t\t<SCSIid>3600</SCSIid>\n\t</LUN>\n\t<LUN>\n\t\t<vendor>{we}</vendor>\n\t\t<serial>{we}</serial>\n\t\t<LUNid>18446744073709551615</LUNid>\n\t\t<size>1</size>\n\t\t<SCSIid>{we}</SCSIid>\n\t</LUN>\n\t<LUN>\n\t\t<LUNid>7</LUNid>\n\t</LUN>\n</iscsi-target>\n"
+            )
+        );
     }
 }

@@ -12,6 +12,7 @@ use reservations::Path;
 use reservations::slaves::{Sysfs, paths_of_map};
 use sm_core::driver::Ctx;
 use sm_core::errors::{SmCode, SmError, SmResult};
+use sm_core::probe_xml::{Listing, Record};
 
 use super::{LunInfo, Storage};
 use crate::iscsi_sr::{self, IscsiSr, pbd};
@@ -57,19 +58,14 @@ fn lun_info(l: TargetLun) -> LunInfo {
     }
 }
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    sm_core::xmlrpc::escape_text(&mut out, s);
-    out
-}
-
 /// sm's raw-iSCSI probe answer: `<SRlist><SR><UUID/><Target/><TargetIQN/></SR></SRlist>`.
 fn srlist(target: &str, iqn: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" ?>\n<SRlist>\n\t<SR>\n\t\t<UUID></UUID>\n\t\t<Target>{}</Target>\n\t\t<TargetIQN>{}</TargetIQN>\n\t</SR>\n</SRlist>\n",
-        escape(target),
-        escape(iqn)
-    )
+    Listing::new("SRlist")
+        .with_records([Record::new("SR")
+            .field("UUID", "")
+            .field("Target", target)
+            .field("TargetIQN", iqn)])
+        .to_xml()
 }
 
 impl Storage for IscsiStorage {
@@ -197,6 +193,25 @@ mod tests {
             "{s}"
         );
         assert!(s.starts_with("<?xml version=\"1.0\" ?>\n<SRlist>"));
+    }
+
+    /// The documents the hand-written writer produced before the answer moved to
+    /// `sm_core::probe_xml`, byte for byte.
+    #[test]
+    fn srlist_bytes_as_before() {
+        assert_eq!(
+            srlist("10.0.0.1,10.0.0.2", "iqn.x:y"),
+            "<?xml version=\"1.0\" ?>\n<SRlist>\n\t<SR>\n\t\t<UUID></UUID>\n\t\t<Target>10.0.0.1,10.0.0.2</Target>\n\t\t<TargetIQN>iqn.x:y</TargetIQN>\n\t</SR>\n</SRlist>\n"
+        );
+        let w = "a<b>c&d\"e'f\u{1}g\th\ni\u{7f}j\u{FFFE}k\r";
+        assert_eq!(
+            srlist(w, w),
+            "<?xml version=\"1.0\" ?>\n<SRlist>\n\t<SR>\n\t\t<UUID></UUID>\n\t\t<Target>a&lt;b&gt;c&amp;d\"e'f\u{FFFD}g\th\ni\u{7f}j\u{FFFD}k\r</Target>\n\t\t<TargetIQN>a&lt;b&gt;c&amp;d\"e'f\u{FFFD}g\th\ni\u{7f}j\u{FFFD}k\r</TargetIQN>\n\t</SR>\n</SRlist>\n"
+        );
+        assert_eq!(
+            srlist("", "*"),
+            "<?xml version=\"1.0\" ?>\n<SRlist>\n\t<SR>\n\t\t<UUID></UUID>\n\t\t<Target></Target>\n\t\t<TargetIQN>*</TargetIQN>\n\t</SR>\n</SRlist>\n"
+        );
     }
 
     #[test]

@@ -33,8 +33,10 @@ fn probe_answers_as_sm_at_each_stage() {
     let cx = Ctx::new(&req, &w.host);
     assert_eq!(code(lun.probe(&cx, never)), 107);
     let listing = cx.take_stderr();
+    let luns = sm_core::probe_xml::read(&listing).expect("the LUN listing");
+    assert_eq!(luns.root(), "iscsi-target", "{listing}");
     assert!(
-        listing.contains(&format!("<SCSIid>{LUN1}</SCSIid>")),
+        luns.records().iter().any(|r| r.get("SCSIid") == Some(LUN1)),
         "{listing}"
     );
     assert_eq!(t2_sessions(&w), 0);
