@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use reservations::PrKey;
 use reservations::slaves::{Sysfs, paths_of_map};
+use sm_core::errors::error_chain;
 use sm_core::host::run::Cmd;
 use xapi_tests::config::{Config, Exec};
 use xapi_tests::db::RecordExt;
 use xapi_tests::emulator::{Emulator, OpCtx};
-use xapi_tests::lab::{AgentRequest, Lab, error_chain, write_block_argv};
+use xapi_tests::lab::{AgentRequest, Lab, write_block_argv};
 use xapi_tests::server::Running;
 use xapi_tests::storage::datapath::DpState;
 

@@ -16,8 +16,9 @@ use reservations::fence::{Owner, Owners};
 use reservations::slaves::{Sysfs, paths_of_map};
 use reservations::{Exclusive, Lu, Path, Policy, PrError, PrKey, mpathd};
 use serde_json::Value;
+use sm_core::errors::error_chain;
 use sm_core::host::run::Cmd;
-use xapi_tests::lab::{AgentRequest, Lab, PrType, error_chain, write_block_argv};
+use xapi_tests::lab::{AgentRequest, Lab, PrType, write_block_argv};
 
 const UUID_A: &str = "a0a0a0a0-0000-4000-8000-00000000000a";
 const UUID_B: &str = "b0b0b0b0-0000-4000-8000-00000000000b";

@@ -16,13 +16,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use quick_xml::events::Event as XmlEvent;
+use sm_core::errors::error_chain;
 use sm_core::host::run::Cmd;
 use sm_core::secret::Secret;
 use sm_core::xenapi::XenApiError;
 use sm_core::xmlrpc::Value;
 use xapi_tests::appendix::{self, Setup, Variant};
 use xapi_tests::lab::writer::PatternWriter;
-use xapi_tests::lab::{Lab, error_chain, run_ok as run, wait_until};
+use xapi_tests::lab::{Lab, run_ok as run, wait_until};
 
 const TYPE: &str = "multipathlvmoiscsi";
 const CHAP_USER: &str = "mpuser";

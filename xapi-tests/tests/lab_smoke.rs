@@ -10,9 +10,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sm_core::errors::error_chain;
 use sm_core::host::run::Cmd;
 use xapi_tests::lab::writer::PatternWriter;
-use xapi_tests::lab::{AccessState, AgentRequest, HostLunDesc, Lab, PrType, error_chain};
+use xapi_tests::lab::{AccessState, AgentRequest, HostLunDesc, Lab, PrType};
 
 /// Runs argv on host A and returns stdout; panics with the whole error otherwise.
 fn run(lab: &Lab, argv: &[&str]) -> String {

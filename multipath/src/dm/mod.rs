@@ -6,6 +6,7 @@ pub mod multipathd;
 
 use std::time::{Duration, Instant};
 
+use sm_core::errors::error_chain;
 use sm_core::host::{Cmd, Runner};
 
 use crate::system::System;
@@ -102,18 +103,6 @@ pub fn reload(runner: &dyn Runner, wwid: &str) -> Result<()> {
     multipath(runner, &["-r", wwid], "multipath -r").map(drop)
 }
 
-/// `e` and its sources, as one text.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        text.push_str(": ");
-        text.push_str(&x.to_string());
-        src = x.source();
-    }
-    text
-}
-
 /// Whether `multipath -f` failed because something held the map open: multipathd says "in use",
 /// the device-mapper remove ioctl "Device or resource busy".
 fn held_open(text: &str) -> bool {
@@ -127,7 +116,7 @@ pub fn flush(runner: &dyn Runner, map: &str) -> Result<()> {
     loop {
         match multipath(runner, &["-f", map], "multipath -f") {
             Ok(_) => return Ok(()),
-            Err(e) if left > 0 && held_open(&chain(&e)) => {
+            Err(e) if left > 0 && held_open(&error_chain(&e)) => {
                 left -= 1;
                 std::thread::sleep(Duration::from_millis(250));
             }
@@ -211,7 +200,11 @@ mod tests {
             r.on(&["multipath", "-f"], 1, "", BUSY);
         }
         let e = flush(&r, "3600").unwrap_err();
-        assert!(chain(&e).contains("resource busy"), "{}", chain(&e));
+        assert!(
+            error_chain(&e).contains("resource busy"),
+            "{}",
+            error_chain(&e)
+        );
         assert_eq!(r.calls().len(), 13, "the first try and 12 retries");
 
         let r = sm_core::testing::FakeRunner::new();

@@ -29,6 +29,7 @@ pub mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sm_core::errors::error_chain;
 use sm_core::host::run::{Cmd, Output, RunError, Runner, SystemRunner};
 
 pub use agent::{AgentClient, AgentError, AgentReply, AgentRequest};
@@ -307,18 +308,6 @@ pub fn run_ok(lab: &Lab, argv: &[&str]) -> String {
         Ok(out) => out.stdout_str(),
         Err(e) => panic!("{}: {}", cmd.display(), error_chain(&e)),
     }
-}
-
-/// `err` and its sources, joined with ": ".
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        cur = e.source();
-    }
-    s
 }
 
 #[cfg(test)]

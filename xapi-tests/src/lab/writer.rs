@@ -134,7 +134,7 @@ impl PatternWriter {
             .timeout(Duration::from_secs(300));
         self.lab
             .run(&cmd)
-            .map_err(|e| format!("reading back: {}", super::error_chain(&e)))?;
+            .map_err(|e| format!("reading back: {}", sm_core::errors::error_chain(&e)))?;
         let data = std::fs::read(&back).map_err(|e| format!("reading back: {e}"))?;
         if data == self.pattern[..chunks * CHUNK] {
             Ok(())
@@ -178,8 +178,12 @@ fn write_until_stopped(
                 "oflag=direct".into(),
             ])
             .timeout(Duration::from_secs(120));
-        lab.run(&cmd)
-            .map_err(|e| format!("write {k} (chunk {i}): {}", super::error_chain(&e)))?;
+        lab.run(&cmd).map_err(|e| {
+            format!(
+                "write {k} (chunk {i}): {}",
+                sm_core::errors::error_chain(&e)
+            )
+        })?;
         done.lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Instant::now());
