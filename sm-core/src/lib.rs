@@ -11,7 +11,8 @@
 //! | [`probe_xml`] | sm's probe listings (`<SRlist>`, `<iscsi-target>`, ...) in minidom's layout |
 //! | [`request`], [`response`] | typed calls and results |
 //! | [`errors`] | the SMAPI error table and fault rendering (one place) |
-//! | [`driver`], [`dispatch`] | the driver trait, capabilities, the call pipeline |
+//! | [`driver`], [`dispatch`] | the driver trait and call context, the call pipeline |
+//! | [`driver_info`] | capabilities, device_config keys, the `sr_get_driver_info` record |
 //! | [`xenapi`] | the XenAPI client for the session xapi passes |
 //! | [`host`] | the command runner, sm-compatible locks, SMlog, host paths, block devices |
 //! | [`scsi`] | SCSI over SG_IO: INQUIRY/VPD, ALUA (RTPG/STPG), persistent reservations |
@@ -20,6 +21,7 @@
 
 pub mod dispatch;
 pub mod driver;
+pub mod driver_info;
 pub mod errors;
 pub mod host;
 pub mod ids;

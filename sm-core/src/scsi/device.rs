@@ -10,9 +10,8 @@ use std::time::Duration;
 use nix::errno::Errno;
 
 use super::error::ScsiError;
-use super::retry::RetryPolicy;
 use super::sg_io::sg_io;
-use super::transport::{Completion, DataDir, ScsiTransport};
+use super::transport::{Completion, DataDir, RetryPolicy, ScsiTransport};
 
 /// An open SCSI device.
 #[derive(Debug)]

@@ -10,8 +10,8 @@
 //! | module | holds |
 //! |---|---|
 //! | `sg_io` (private) | the SG_IO ioctl, the project's only `unsafe` |
-//! | [`transport`], [`device`] | the trait and the SG_IO implementation |
-//! | [`error`], [`retry`] | [`ScsiError`], [`Condition`], [`RetryPolicy`], [`exec`] |
+//! | [`transport`], [`device`] | the trait, its [`RetryPolicy`], and the SG_IO implementation |
+//! | [`error`], [`retry`] | [`ScsiError`], [`Condition`]; [`exec`], the retry loop |
 //! | [`cdb`] | CDB builders (`[u8; N]`) and command names |
 //! | [`alua`], [`pr`] | ALUA and persistent-reservation vocabulary (ids, states, types) |
 //! | [`wire`] | bounds-checked parsers and encoders of every data format |
@@ -56,8 +56,8 @@ pub use commands::*;
 pub use device::SgDevice;
 pub use error::{Condition, NotReady, Retry, ScsiError};
 pub use pr::{PrInAction, PrOutAction, PrType};
-pub use retry::{RetryPolicy, exec, exec_with};
-pub use transport::{Completion, DataDir, ScsiTransport};
+pub use retry::{exec, exec_with};
+pub use transport::{Completion, DataDir, RetryPolicy, ScsiTransport};
 pub use wire::ParseError;
 pub use wire::capacity::{Capacity, Lba};
 pub use wire::inquiry::StandardInquiry;

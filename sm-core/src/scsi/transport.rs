@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use super::error::ScsiError;
-use super::retry::RetryPolicy;
+use super::error::{Condition, Retry, ScsiError};
 use super::wire::sense::SenseInfo;
 
 /// Data transfer of one command, with the caller's buffer.
@@ -83,5 +82,101 @@ pub trait ScsiTransport: Send + Sync {
     /// test doubles return a policy without sleeps.
     fn policy(&self) -> RetryPolicy {
         RetryPolicy::default()
+    }
+}
+
+/// Timeouts and retry bounds for one transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Per-attempt command timeout.
+    pub timeout: Duration,
+    /// Attempts in total for the bounded conditions (1 = no retry).
+    pub max_attempts: u32,
+    /// Pause before re-sending after a bounded condition.
+    pub retry_delay: Duration,
+    /// How long to keep re-sending while the LU reports a state transition.
+    pub transition_deadline: Duration,
+    /// Pause between attempts while transitioning.
+    pub transition_poll: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 30 s per command, 5 attempts (multipath's TUR checker also allows 5 unit attentions),
+    /// 60 s of transitioning (the kernel's `ALUA_FAILOVER_TIMEOUT`).
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            timeout: Duration::from_secs(30),
+            max_attempts: 5,
+            retry_delay: Duration::from_millis(50),
+            transition_deadline: Duration::from_secs(60),
+            transition_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Send once, never retry.
+    pub fn no_retry(timeout: Duration) -> RetryPolicy {
+        RetryPolicy {
+            timeout,
+            max_attempts: 1,
+            retry_delay: Duration::ZERO,
+            transition_deadline: Duration::ZERO,
+            transition_poll: Duration::ZERO,
+        }
+    }
+
+    /// The pause before attempt `attempt + 1`, or `None` to give up.
+    pub fn next_delay(
+        &self,
+        condition: &Condition,
+        attempt: u32,
+        elapsed: Duration,
+    ) -> Option<Duration> {
+        match condition.retry() {
+            Retry::Never => None,
+            Retry::Bounded => (attempt < self.max_attempts).then_some(self.retry_delay),
+            Retry::UntilDeadline => (elapsed + self.transition_poll < self.transition_deadline)
+                .then_some(self.transition_poll),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scsi::error::NotReady;
+
+    #[test]
+    fn policy_decisions() {
+        let p = RetryPolicy::default();
+        let ua = Condition::UnitAttention {
+            asc: 0x2a,
+            ascq: 0x06,
+        };
+        assert_eq!(p.next_delay(&ua, 1, Duration::ZERO), Some(p.retry_delay));
+        assert_eq!(p.next_delay(&ua, 5, Duration::ZERO), None);
+        let tr = Condition::NotReady(NotReady::Transitioning);
+        assert_eq!(
+            p.next_delay(&tr, 50, Duration::from_secs(10)),
+            Some(p.transition_poll)
+        );
+        assert_eq!(p.next_delay(&tr, 2, Duration::from_secs(60)), None);
+        assert_eq!(
+            p.next_delay(&Condition::ReservationConflict, 1, Duration::ZERO),
+            None
+        );
+        assert_eq!(
+            p.next_delay(
+                &Condition::NotReady(NotReady::LuCommunicationFailure),
+                1,
+                Duration::ZERO
+            ),
+            None
+        );
+        assert_eq!(
+            RetryPolicy::no_retry(Duration::from_secs(1)).next_delay(&ua, 1, Duration::ZERO),
+            None
+        );
     }
 }

@@ -40,8 +40,7 @@ use super::alua::{AccessState, RelTgtPortId, SupportedStates, TpgId, Tpgs};
 use super::cdb;
 use super::error::{self, Condition, RawStatus, ScsiError, classify};
 use super::pr::PrType;
-use super::retry::RetryPolicy;
-use super::transport::{Completion, DataDir, ScsiTransport};
+use super::transport::{Completion, DataDir, RetryPolicy, ScsiTransport};
 use super::wire::sense::{SenseFormat, SenseInfo, SenseKey};
 
 /// One I_T nexus: an initiator port (iSCSI name + ISID) through one target port.
