@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::driver::DriverInfo;
+use crate::driver_info::DriverInfo;
 use crate::errors::SmError;
 use crate::xmlrpc::{self, Struct, Value};
 
