@@ -5,13 +5,19 @@
 //!   only what xapi expects there (probe listings), and the exit status is always 0, because xapi
 //!   turns any other status into an opaque SR_BACKEND_FAILURE and loses the fault code. Logs go
 //!   to SMlog. An unknown `<Name>SR` answers fault 48 SRUnknownType.
-//! - **Tool mode**: under any other name, `xsm --help` lists the drivers and the admin tools
-//!   (subcommands from [`tools::TOOLS`]); `xsm --list-plugins` prints `<plugin> <type>` lines for
-//!   install.sh.
+//! - **Tool mode**: under any other name, `xsm <tool> ...` runs an admin tool ([`tools`]: one
+//!   clap parser, a subcommand per tool; exit codes from [`exit`]); `xsm --help` lists the
+//!   drivers and the tools; `xsm --list-plugins` prints `<plugin> <type>` lines for install.sh.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`tools`] | tool mode: the parser, `--help`, and one module per tool |
+//! | [`exit`] | the tools' exit codes, mapped from each library's error kinds |
 //!
 //! This file is the only writer of the plugin's stdout and stderr.
 #![forbid(unsafe_code)]
 
+mod exit;
 mod tools;
 
 use std::ffi::OsString;
@@ -36,7 +42,7 @@ fn main() -> ExitCode {
         plugin(&name, &argv);
         return ExitCode::SUCCESS;
     }
-    tool(&argv)
+    tools::run(&argv).into()
 }
 
 /// Answers one SMAPI call and writes the response; never fails the process.
@@ -67,84 +73,5 @@ fn plugin(name: &str, argv: &[OsString]) {
         let _ = err
             .write_all(outcome.stderr.as_bytes())
             .and_then(|()| err.flush());
-    }
-}
-
-fn help(out: &mut dyn Write) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "xsm {}: Xen storage-repository plugins for xapi (SMAPIv1) and admin tools\n",
-        env!("CARGO_PKG_VERSION")
-    )?;
-    writeln!(out, "USAGE")?;
-    writeln!(
-        out,
-        "  <Name>SR '<methodCall>'   plugin mode: xapi runs /opt/xensource/sm/<Name>SR, a link to xsm"
-    )?;
-    writeln!(out, "  xsm <tool> [ARGS...]      run an admin tool")?;
-    writeln!(
-        out,
-        "  xsm --list-plugins        print '<plugin> <type>' per driver (used by install.sh)"
-    )?;
-    writeln!(out, "  xsm --help | --version\n")?;
-    writeln!(out, "DRIVERS (plugin, SR type, description)")?;
-    tools::write_drivers(out)?;
-    writeln!(out, "\nTOOLS")?;
-    for t in tools::TOOLS {
-        writeln!(out, "  {:<14} {}", t.name, t.summary)?;
-    }
-    writeln!(out, "\nENVIRONMENT (tests; production sets none)")?;
-    for (k, v) in [
-        (
-            "SM_ROOT",
-            "prefix for every host path (/var/lock/sm, /var/run/sr-mount, /run/sm-rs, ...)",
-        ),
-        (
-            "SM_XAPI",
-            "XenAPI endpoint: unix:/path, tcp:host:port or http://host:port (default /var/lib/xcp/xapi)",
-        ),
-        (
-            "SMLOG_FILE",
-            "append SMlog lines to this file instead of syslog (LOCAL2, ident SM)",
-        ),
-        ("SMLOG_LEVEL", "log filter (default debug)"),
-        (
-            "SM_TOOL_DIRS",
-            "extra directories searched first for external tools",
-        ),
-        (
-            "SM_LOCK_TIMEOUT",
-            "seconds a call waits for its SR/VDI lock (default 300)",
-        ),
-    ] {
-        writeln!(out, "  {k:<16} {v}")?;
-    }
-    Ok(())
-}
-
-fn tool(argv: &[OsString]) -> ExitCode {
-    let mut out = std::io::stdout().lock();
-    let first = argv.get(1).and_then(|a| a.to_str());
-    let written = match first {
-        None | Some("-h" | "--help" | "help") => help(&mut out),
-        Some("-V" | "--version") => writeln!(out, "xsm {}", env!("CARGO_PKG_VERSION")),
-        Some("--list-plugins") => drivers::DRIVERS
-            .iter()
-            .try_for_each(|d| writeln!(out, "{} {}", d.info().plugin, d.info().sr_type)),
-        Some(name) => match tools::find(name) {
-            Some(t) => {
-                drop(out);
-                return (t.run)(&argv[2..]);
-            }
-            None => {
-                let mut err = std::io::stderr().lock();
-                let _ = writeln!(err, "xsm: unknown tool {name:?}; see xsm --help");
-                return ExitCode::from(2);
-            }
-        },
-    };
-    match written {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(_) => ExitCode::FAILURE,
     }
 }

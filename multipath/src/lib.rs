@@ -11,11 +11,11 @@
 //! | [`iscsi`] | iscsiadm (sm's lock), initiator name, per-target refcounts, login/logout |
 //! | [`sysfs`] | SCSI disks, iSCSI sessions and dm devices from sysfs |
 //! | [`system`] | [`System`]: the host, with every part injectable |
-//! | [`cli`] | `xsm mpath`, the admin tool |
 //!
 //! Data in: sysfs, SCSI answers (through `sm_core::scsi`, the one SG_IO transport), multipathd
 //! replies, iscsiadm. Data out: typed objects, and SCSI/daemon/iscsiadm commands. Nothing here
-//! knows about SMAPI; drivers map [`MultipathError`] to fault codes.
+//! knows about SMAPI or prints: drivers map [`MultipathError`] to fault codes, and the `xsm mpath`
+//! admin tool (in `bin`) formats the objects.
 //!
 //! Discover, look at an LU's target port groups, make the other group active/optimized and
 //! read it back (against the lab's host A rebuilt from captures, with LIO-like fake LUs):
@@ -43,7 +43,6 @@
 
 pub mod admin;
 pub mod alua;
-pub mod cli;
 pub mod discovery;
 pub mod dm;
 pub mod error;

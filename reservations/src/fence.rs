@@ -59,6 +59,15 @@ impl Owners for PoolOwners<'_> {
     }
 }
 
+/// Owners when there is no pool to ask: every key is unknown (described as the key alone).
+pub struct NoPool;
+
+impl Owners for NoPool {
+    fn owner(&self, key: u64) -> Result<Owner, PrError> {
+        Ok(Owner::Unknown(PoolKeys::default().describe(key)))
+    }
+}
+
 /// Whether the policy lets us fence `owner`.
 pub fn may_fence(policy: &Policy, owner: &Owner) -> bool {
     !matches!(owner, Owner::Live(_)) && policy.fencing != Fencing::Never

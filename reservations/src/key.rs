@@ -13,6 +13,20 @@ use std::str::FromStr;
 use md5::{Digest, Md5};
 use sm_core::ids::HostUuid;
 
+/// Where a XenServer host keeps its installation uuid.
+pub const INVENTORY: &str = "/etc/xensource-inventory";
+
+/// The installation uuid of this host, from [`INVENTORY`]; `None` off XenServer.
+pub fn inventory_host_uuid() -> Option<String> {
+    std::fs::read_to_string(INVENTORY)
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("INSTALLATION_UUID=")
+                .map(|v| v.trim().trim_matches('\'').to_string())
+        })
+}
+
 /// The two leading bytes of every key we derive (`XS`).
 pub const PREFIX: u16 = 0x5853;
 /// Bits below the prefix.

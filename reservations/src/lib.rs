@@ -17,7 +17,6 @@
 //! | [`activate`] | [`Exclusive`]: acquire, recheck, release, clear, preempt |
 //! | [`slaves`] | the paths of a dm-multipath map from sysfs (SG_IO devices, nexus ids) |
 //! | [`mpathd`] | multipathd's per-map key, so it registers paths that appear later |
-//! | [`cli`] | `xsm pr`: keys, reservation and holders per LU; operations by hand |
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -46,7 +45,6 @@
 #![forbid(unsafe_code)]
 
 pub mod activate;
-pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod fence;

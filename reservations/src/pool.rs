@@ -4,7 +4,9 @@
 //! ([`PrKey::for_host`]); two hosts deriving the same key is an error found here, before any
 //! SCSI command. Liveness (`host_metrics.live`) is asked only for the host that matters.
 
-use sm_core::xenapi::{HostRecord, XenApi};
+use sm_core::secret::Secret;
+use sm_core::xenapi::{Endpoint, HostRecord, XenApi};
+use sm_core::xmlrpc::Value;
 
 use crate::error::PrError;
 use crate::key::PrKey;
@@ -120,6 +122,28 @@ impl PoolKeys {
             },
         }
     }
+}
+
+/// The local XenAPI (`SM_XAPI`, logged in as root, as dom0 tools do) and the pool's keys,
+/// when it answers; `None` when there is no pool to ask.
+pub fn local_pool() -> Option<(XenApi, PoolKeys)> {
+    let endpoint = Endpoint::from_env();
+    let login = XenApi::new(endpoint.clone(), Secret::new(String::new()), None);
+    let session = login
+        .call_raw(
+            "session.login_with_password",
+            &[
+                Value::Str("root".into()),
+                Value::Str(String::new()),
+                Value::Str("1.0".into()),
+                Value::Str("xsm-pr".into()),
+            ],
+        )
+        .ok()?
+        .to_text();
+    let x = XenApi::new(endpoint, Secret::new(session), None);
+    let keys = PoolKeys::from_xapi(&x).ok()?;
+    Some((x, keys))
 }
 
 #[cfg(test)]

@@ -1,17 +1,31 @@
-//! The tool against the lab's host A rebuilt from captures.
+//! The tool against the lab's host A rebuilt from captures, parsed as `xsm mpath ...`.
 
-use super::*;
-use crate::PathState;
-use crate::testing::LabFake;
+use std::ffi::OsString;
+
+use multipath::PathState;
+use multipath::discovery::{self, Options};
+use multipath::testing::LabFake;
+
+use crate::tools::{Tool, parse};
 
 const LUN0: &str = "360014055ab0c0de00000000000000000";
 
 fn xsm(lab: &LabFake, args: &[&str]) -> (u8, String, String) {
-    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+    let argv: Vec<OsString> = ["xsm", "mpath"]
+        .iter()
+        .chain(args)
+        .map(OsString::from)
+        .collect();
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = run(&args, &lab.sys, &mut out, &mut err);
+    let exit = match parse(&argv, &mut out, &mut err) {
+        Ok(cli) => match cli.tool {
+            Some(Tool::Mpath(a)) => super::run(&a, &lab.sys, &mut out, &mut err),
+            other => panic!("not the mpath tool: {other:?}"),
+        },
+        Err(exit) => exit,
+    };
     (
-        code,
+        exit.code(),
         String::from_utf8(out).unwrap(),
         String::from_utf8(err).unwrap(),
     )
