@@ -8,12 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use sm_core::host::{LockDir, Paths, Runner};
 use sm_core::scsi::{AccessState, RelTgtPortId, ScsiError, ScsiTransport, TpgId};
-use sm_core::testing::{FakeLu, FakeRunner, FakeScsi, GroupConfig, LuConfig, Nexus, PortConfig};
+use sm_core::testing::{materialize_sysfs, FakeLu, FakeRunner, FakeScsi, GroupConfig, LuConfig, Nexus, PortConfig};
 
 use crate::dm::Multipathd;
 use crate::error::{MultipathError, Result};
 use crate::iscsi::Portal;
-use crate::sysfs::Sysfs;
 use crate::system::{Network, ScsiOpener, System};
 
 /// A network where only the listed portals answer and only literal addresses resolve (plus
@@ -103,71 +102,6 @@ pub fn fixture(name: &str) -> String {
         Ok(s) => s,
         Err(e) => panic!("fixture {}: {e}", p.display()),
     }
-}
-
-fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c == '\\' {
-            match it.next() {
-                Some('n') => out.push('\n'),
-                Some(o) => out.push(o),
-                None => out.push('\\'),
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Builds the sysfs tree `text` (the capture format: `D path`, `L path<TAB>target`,
-/// `F path<TAB>content`, `X path<TAB>hex bytes`) under `root`. Relative links stay inside the
-/// root; their targets are created as directories.
-pub fn materialize_sysfs(text: &str, root: &Path) -> std::io::Result<()> {
-    let under = |p: &str| root.join(p.trim_start_matches('/'));
-    for line in text.lines() {
-        let (kind, rest) = line.split_at(line.find(' ').unwrap_or(line.len()));
-        let rest = rest.trim_start_matches(' ');
-        let (path, value) = match rest.split_once('\t') {
-            Some((p, v)) => (p, v),
-            None => (rest, ""),
-        };
-        let target = under(path);
-        match kind {
-            "D" => std::fs::create_dir_all(&target)?,
-            "L" => {
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                if target.symlink_metadata().is_err() {
-                    std::os::unix::fs::symlink(value, &target)?;
-                }
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent.join(value))?;
-                }
-            }
-            "F" | "X" => {
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                let bytes = if kind == "X" {
-                    value
-                        .split_whitespace()
-                        .filter_map(|h| u8::from_str_radix(h, 16).ok())
-                        .collect()
-                } else {
-                    let mut v = unescape(value).into_bytes();
-                    v.push(b'\n');
-                    v
-                };
-                std::fs::write(&target, bytes)?;
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// A multipathd that answers from a table (first matching prefix; the reply may be changed at
@@ -351,7 +285,7 @@ impl LabFake {
         multipathd.set("show config", "defaults {\n\tpolling_interval 2\n}\n");
         let opener = Arc::new(FakeOpener::default());
         let paths = Paths::new(dir.path());
-        let sysfs = Sysfs::new(dir.path());
+        let sysfs = sm_core::host::sysfs::Sysfs::new(dir.path());
         let mut lus: BTreeMap<String, FakeLu> = BTreeMap::new();
         let sessions: BTreeMap<u32, crate::sysfs::IscsiSession> = sysfs
             .iscsi_sessions()

@@ -3,6 +3,7 @@
 //! [`crate::scsi::fake`]).
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::Mutex;
 
 use crate::host::run::{Cmd, Output, RunError, Runner, check_output};
@@ -90,4 +91,109 @@ impl Runner for FakeRunner {
         };
         check_output(cmd, out)
     }
+}
+
+/// Unescapes a captured file's content (`\n` is a newline, `\x` is `x`).
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c == '\\' {
+            match it.next() {
+                Some('n') => out.push('\n'),
+                Some(o) => out.push(o),
+                None => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Builds the sysfs tree `text` (the capture format: `D path`, `L path<TAB>target`,
+/// `F path<TAB>content`, `X path<TAB>hex bytes`) under `root`. Relative links stay inside the
+/// root; their targets are created as directories.
+pub fn materialize_sysfs(text: &str, root: &Path) -> std::io::Result<()> {
+    let under = |p: &str| root.join(p.trim_start_matches('/'));
+    for line in text.lines() {
+        let (kind, rest) = line.split_at(line.find(' ').unwrap_or(line.len()));
+        let rest = rest.trim_start_matches(' ');
+        let (path, value) = match rest.split_once('\t') {
+            Some((p, v)) => (p, v),
+            None => (rest, ""),
+        };
+        let target = under(path);
+        match kind {
+            "D" => std::fs::create_dir_all(&target)?,
+            "L" => {
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                if target.symlink_metadata().is_err() {
+                    std::os::unix::fs::symlink(value, &target)?;
+                }
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent.join(value))?;
+                }
+            }
+            "F" | "X" => {
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                let bytes = if kind == "X" {
+                    value
+                        .split_whitespace()
+                        .filter_map(|h| u8::from_str_radix(h, 16).ok())
+                        .collect()
+                } else {
+                    let mut v = unescape(value).into_bytes();
+                    v.push(b'\n');
+                    v
+                };
+                std::fs::write(&target, bytes)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A sysfs tree in the capture format: `devs` are `(name, devno, parent disk)`, `slaves` are
+/// `(holder, slave)`, laid out as the kernel does (`/sys/block/<disk>/<partition>`,
+/// `/sys/dev/block/M:m` links, `slaves/` and `holders/` links both ways).
+pub fn block_tree(devs: &[(&str, (u64, u64), Option<&str>)], slaves: &[(&str, &str)]) -> String {
+    let dir_of: std::collections::BTreeMap<&str, String> = devs
+        .iter()
+        .map(|(n, _, p)| {
+            let d = match p {
+                Some(p) => format!("block/{p}/{n}"),
+                None => format!("block/{n}"),
+            };
+            (*n, d)
+        })
+        .collect();
+    let up = |from: &str| "../".repeat(from.split('/').count());
+    let mut t = String::new();
+    for (name, no, parent) in devs {
+        let d = &dir_of[name];
+        t += &format!("D /sys/{d}/slaves\nD /sys/{d}/holders\n");
+        t += &format!("F /sys/{d}/dev\t{}:{}\n", no.0, no.1);
+        if parent.is_some() {
+            t += &format!("F /sys/{d}/partition\t1\n");
+        }
+        t += &format!("L /sys/dev/block/{}:{}\t../../{d}\n", no.0, no.1);
+    }
+    for (holder, slave) in slaves {
+        let (h, s) = (&dir_of[holder], &dir_of[slave]);
+        t += &format!(
+            "L /sys/{h}/slaves/{slave}\t{}{s}\n",
+            up(&format!("{h}/slaves"))
+        );
+        t += &format!(
+            "L /sys/{s}/holders/{holder}\t{}{h}\n",
+            up(&format!("{s}/holders"))
+        );
+    }
+    t
 }

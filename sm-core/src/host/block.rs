@@ -1,7 +1,8 @@
 //! What a block device holds and who uses it, for drivers that are about to write to one:
 //! signatures (blkid), mounts (mountinfo), kernel holders (sysfs `holders/`, and an `O_EXCL` open
 //! that fails with EBUSY while the kernel has the device mounted, mapped or otherwise claimed),
-//! its size, and whether it is part of the stack that carries the root filesystem.
+//! its size, and whether it is part of the stack that carries the root filesystem (the stack
+//! itself is read by [`crate::host::sysfs`]).
 //!
 //! The root check follows the whole stack: the device mounted at `/` (from mountinfo; for
 //! filesystems with anonymous device numbers, such as btrfs, its mount source), every device
@@ -11,18 +12,18 @@
 //! root disk. A sibling partition of the root partition is not refused (XenServer's local SR
 //! lives on the root disk's third partition).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::host::run::{Cmd, RunError, Runner};
+use crate::host::sysfs::Sysfs;
 
 /// The tool that reads signatures.
 pub const BLKID: &str = "blkid";
 
-/// A device number as `(major, minor)`.
-pub type DevNo = (u64, u64);
+pub use crate::host::sysfs::DevNo;
 
 /// The signatures `blkid -p -o export` found (`TYPE`, `PTTYPE`, `UUID`, `LABEL`, ...).
 pub type Signatures = BTreeMap<String, String>;
@@ -171,103 +172,6 @@ pub fn mount_points_of(rdev: u64) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The block-device view of sysfs (`/sys` on a host; a directory tree in tests).
-#[derive(Debug, Clone)]
-pub struct Sysfs {
-    root: PathBuf,
-}
-
-impl Default for Sysfs {
-    fn default() -> Sysfs {
-        Sysfs::new("/sys")
-    }
-}
-
-fn read_devno(p: &Path) -> Option<DevNo> {
-    let s = std::fs::read_to_string(p).ok()?;
-    let (maj, min) = s.trim().split_once(':')?;
-    Some((maj.parse().ok()?, min.parse().ok()?))
-}
-
-impl Sysfs {
-    /// sysfs mounted at `root`.
-    pub fn new(root: impl Into<PathBuf>) -> Sysfs {
-        Sysfs { root: root.into() }
-    }
-
-    fn node(&self, dev: DevNo) -> PathBuf {
-        self.root.join(format!("dev/block/{}:{}", dev.0, dev.1))
-    }
-
-    /// The kernel name of a device (`sda`, `dm-3`), if sysfs knows it.
-    pub fn name(&self, dev: DevNo) -> Option<String> {
-        let target = std::fs::canonicalize(self.node(dev)).ok()?;
-        target.file_name().map(|n| n.to_string_lossy().into_owned())
-    }
-
-    fn links(&self, dev: DevNo, dir: &str) -> Vec<DevNo> {
-        let Ok(entries) = std::fs::read_dir(self.node(dev).join(dir)) else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| read_devno(&e.path().join("dev")))
-            .collect()
-    }
-
-    /// The devices directly under `dev` (device-mapper and md components).
-    pub fn slaves(&self, dev: DevNo) -> Vec<DevNo> {
-        self.links(dev, "slaves")
-    }
-
-    /// The kernel names of the devices directly built on `dev` (dm maps, md arrays).
-    pub fn holders(&self, dev: DevNo) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.node(dev).join("holders")) else {
-            return Vec::new();
-        };
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-
-    /// The whole disk of a partition, or `None` for a whole device.
-    pub fn disk_of_partition(&self, dev: DevNo) -> Option<DevNo> {
-        let node = self.node(dev);
-        if !node.join("partition").exists() {
-            return None;
-        }
-        read_devno(&node.join("../dev"))
-    }
-
-    /// `dev` and every device under it, transitively, nearest first.
-    pub fn stack_below(&self, dev: DevNo) -> Vec<DevNo> {
-        let mut seen = BTreeSet::new();
-        let mut order = Vec::new();
-        let mut todo = std::collections::VecDeque::from([dev]);
-        while let Some(d) = todo.pop_front() {
-            if seen.insert(d) {
-                order.push(d);
-                todo.extend(self.slaves(d));
-            }
-        }
-        order
-    }
-
-    /// Every device the filesystem mounted from `root` depends on, and the whole disks of the
-    /// partitions among them.
-    pub fn root_stack(&self, root: DevNo) -> BTreeSet<DevNo> {
-        let below = self.stack_below(root);
-        let disks: Vec<DevNo> = below
-            .iter()
-            .filter_map(|d| self.disk_of_partition(*d))
-            .collect();
-        below.into_iter().chain(disks).collect()
-    }
-}
-
 /// The device holding the root filesystem, from mountinfo (for anonymous device numbers, the
 /// mount source when it is a device node), or `None` when `/` is not on a block device.
 pub fn root_device(mounts: &[Mount]) -> Option<DevNo> {
@@ -295,7 +199,7 @@ pub fn root_conflict(sys: &Sysfs, mounts: &[Mount], rdev: u64) -> Option<String>
 
 /// [`root_conflict`] on this host.
 pub fn holds_root(rdev: u64) -> Option<String> {
-    root_conflict(&Sysfs::default(), &mounts(), rdev)
+    root_conflict(&Sysfs::host(), &mounts(), rdev)
 }
 
 #[cfg(test)]
@@ -329,36 +233,13 @@ mod tests {
         assert_eq!(m[2].source, "/dev/vda2");
     }
 
-    /// A fake sysfs: `devs` are `(name, devno, parent disk)`, `slaves` are `(holder, slave)`.
     fn fake_sysfs(
         devs: &[(&str, DevNo, Option<&str>)],
         slaves: &[(&str, &str)],
     ) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
-        let block = d.path().join("block");
-        let by_no = d.path().join("dev/block");
-        std::fs::create_dir_all(&by_no).unwrap();
-        let mut dirs = BTreeMap::new();
-        for (name, no, parent) in devs {
-            let dir = match parent {
-                Some(p) => block.join(p).join(name),
-                None => block.join(name),
-            };
-            std::fs::create_dir_all(dir.join("slaves")).unwrap();
-            std::fs::create_dir_all(dir.join("holders")).unwrap();
-            std::fs::write(dir.join("dev"), format!("{}:{}\n", no.0, no.1)).unwrap();
-            if parent.is_some() {
-                std::fs::write(dir.join("partition"), "1\n").unwrap();
-            }
-            std::os::unix::fs::symlink(&dir, by_no.join(format!("{}:{}", no.0, no.1))).unwrap();
-            dirs.insert(name.to_string(), dir);
-        }
-        for (holder, slave) in slaves {
-            std::os::unix::fs::symlink(&dirs[*slave], dirs[*holder].join("slaves").join(slave))
-                .unwrap();
-            std::os::unix::fs::symlink(&dirs[*holder], dirs[*slave].join("holders").join(holder))
-                .unwrap();
-        }
+        crate::testing::materialize_sysfs(&crate::testing::block_tree(devs, slaves), d.path())
+            .unwrap();
         d
     }
 

@@ -7,6 +7,7 @@ pub mod lock;
 pub mod log;
 pub mod paths;
 pub mod run;
+pub mod sysfs;
 
 pub use lock::{LockDir, LockError, LockGuard};
 pub use paths::Paths;

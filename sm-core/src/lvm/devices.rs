@@ -160,7 +160,7 @@ pub fn check_new_pv(
             detail: format!("mounted at {}", m.display()),
         });
     }
-    let holders = block::Sysfs::default().holders(block::dev_pair(rdev));
+    let holders = crate::host::sysfs::Sysfs::host().holders(block::dev_pair(rdev));
     if !holders.is_empty() {
         return Err(DeviceRefusal::InUse {
             dev: dev.into(),
