@@ -18,9 +18,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use reservations::PrKey;
-use reservations::slaves::{Sysfs, paths_of_map};
+use reservations::slaves::paths_of_map;
 use sm_core::errors::error_chain;
 use sm_core::host::run::Cmd;
+use sm_core::host::sysfs::Sysfs;
 use xapi_tests::config::{Config, Exec};
 use xapi_tests::db::RecordExt;
 use xapi_tests::emulator::{Emulator, OpCtx};
@@ -538,7 +539,7 @@ fn lab2_reservedlun_dead_host_is_fenced_and_a_lun_without_pr_is_refused() {
     let rejected = loop {
         let _ = lab.run(&Cmd::new("udevadm").args(["settle", "--timeout=10"]));
         // Device names change with the new sessions: the map's slaves now.
-        let paths = paths_of_map(&Sysfs::default(), &amap).unwrap_or_default();
+        let paths = paths_of_map(&Sysfs::host(), &amap).unwrap_or_default();
         let results: Vec<Result<(), String>> = paths
             .iter()
             .filter(|p| p.usable)

@@ -68,8 +68,7 @@ pub fn disable_path(sys: &System, topo: &Topology, dev: &str, force: bool) -> Re
     if p.dm_state.as_deref() != Some("failed") {
         dm::fail_path(sys.multipathd.as_ref(), &p.device)?;
     }
-    sys.sysfs
-        .write(&format!("/sys/block/{}/device/state", p.device), "offline")?;
+    sys.write_sysfs(&format!("/sys/block/{}/device/state", p.device), "offline")?;
     tracing::info!(path = %p.device, hctl = %p.hctl, "path disabled");
     Ok(())
 }
@@ -85,8 +84,7 @@ pub fn enable_path(sys: &System, topo: &Topology, dev: &str) -> Result<()> {
         )));
     }
     if p.device_state.as_deref() == Some("offline") {
-        sys.sysfs
-            .write(&format!("/sys/block/{}/device/state", p.device), "running")?;
+        sys.write_sysfs(&format!("/sys/block/{}/device/state", p.device), "running")?;
     }
     let mark = disabled_dir(sys).join(&p.hctl);
     match std::fs::remove_file(&mark) {

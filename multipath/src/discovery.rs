@@ -24,8 +24,8 @@ use crate::model::{
     InitiatorPort, MultipathLu, ObjectType, Oid, PathGroup, PathLu, PathState, Plugin, TargetPort,
     TargetPortGroup, Topology, TpgState, load_balance, supported_state_names, tpg_status_name,
 };
-use crate::sysfs::{IscsiSession, ScsiDisk};
 use crate::system::System;
+use sm_core::host::sysfs::{IscsiSession, ScsiDisk};
 
 /// Where the per-path VPD page 0x83 comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -9,10 +9,9 @@
 //! | [`admin`] | `MP_EnablePath` / `MP_DisablePath` |
 //! | [`dm`] | multipathd (socket or CLI), `show maps json`, `multipath -a/-r/-f` |
 //! | [`iscsi`] | iscsiadm (sm's lock), initiator name, per-target refcounts, login/logout |
-//! | [`sysfs`] | SCSI disks, iSCSI sessions and dm devices from sysfs |
 //! | [`system`] | [`System`]: the host, with every part injectable |
 //!
-//! Data in: sysfs, SCSI answers (through `sm_core::scsi`, the one SG_IO transport), multipathd
+//! Data in: sysfs (read by `sm_core::host::sysfs`), SCSI answers (through `sm_core::scsi`, the one SG_IO transport), multipathd
 //! replies, iscsiadm. Data out: typed objects, and SCSI/daemon/iscsiadm commands. Nothing here
 //! knows about SMAPI or prints: drivers map [`MultipathError`] to fault codes, and the `xsm mpath`
 //! admin tool (in `bin`) formats the objects.
@@ -48,7 +47,6 @@ pub mod dm;
 pub mod error;
 pub mod iscsi;
 pub mod model;
-pub mod sysfs;
 pub mod system;
 
 #[cfg(any(test, feature = "test-utils"))]

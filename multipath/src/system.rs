@@ -12,7 +12,7 @@ use sm_core::scsi::{ScsiError, ScsiTransport, SgDevice};
 use crate::dm::{Multipathd, MultipathdAuto, MultipathdCli};
 use crate::error::Result;
 use crate::iscsi::Portal;
-use crate::sysfs::Sysfs;
+use sm_core::host::sysfs::Sysfs;
 
 /// Name resolution and TCP reachability of portals.
 pub trait Network: Send + Sync {
@@ -96,7 +96,7 @@ impl System {
             Arc::new(MultipathdCli::new(runner.clone()))
         };
         System {
-            sysfs: Sysfs::new(paths.root()),
+            sysfs: Sysfs::of(paths),
             scsi: Arc::new(DevOpener::new(paths.host("/dev"))),
             multipathd,
             net: Arc::new(TcpNetwork),
@@ -114,5 +114,12 @@ impl System {
     /// The device node of `name` (`/dev/sdb`, `/dev/mapper/<wwid>`).
     pub fn dev_path(&self, name: &str) -> PathBuf {
         self.paths.host(&format!("/dev/{name}"))
+    }
+
+    /// Writes `value` to the sysfs attribute `p` (a host path).
+    pub fn write_sysfs(&self, p: &str, value: &str) -> crate::Result<()> {
+        self.sysfs
+            .write(p, value)
+            .map_err(|e| crate::MultipathError::file("write", self.sysfs.path(p), e))
     }
 }

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use sm_core::host::{LockDir, Paths, Runner};
 use sm_core::scsi::{AccessState, RelTgtPortId, ScsiError, ScsiTransport, TpgId};
-use sm_core::testing::{materialize_sysfs, FakeLu, FakeRunner, FakeScsi, GroupConfig, LuConfig, Nexus, PortConfig};
+use sm_core::testing::{
+    FakeLu, FakeRunner, FakeScsi, GroupConfig, LuConfig, Nexus, PortConfig, materialize_sysfs,
+};
 
 use crate::dm::Multipathd;
 use crate::error::{MultipathError, Result};
@@ -287,7 +289,7 @@ impl LabFake {
         let paths = Paths::new(dir.path());
         let sysfs = sm_core::host::sysfs::Sysfs::new(dir.path());
         let mut lus: BTreeMap<String, FakeLu> = BTreeMap::new();
-        let sessions: BTreeMap<u32, crate::sysfs::IscsiSession> = sysfs
+        let sessions: BTreeMap<u32, sm_core::host::sysfs::IscsiSession> = sysfs
             .iscsi_sessions()
             .into_iter()
             .map(|s| (s.sid, s))

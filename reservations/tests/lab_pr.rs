@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use multipath::dm::MultipathdSocket;
 use reservations::fence::{Owner, Owners};
-use reservations::slaves::{Sysfs, paths_of_map};
+use reservations::slaves::paths_of_map;
 use reservations::{Exclusive, Lu, Path, Policy, PrError, PrKey, mpathd};
 use serde_json::Value;
 use sm_core::errors::error_chain;
 use sm_core::host::run::Cmd;
+use sm_core::host::sysfs::Sysfs;
 use xapi_tests::lab::{AgentRequest, Lab, PrType, write_block_argv};
 
 const UUID_A: &str = "a0a0a0a0-0000-4000-8000-00000000000a";
@@ -79,7 +80,7 @@ fn map_a(lab: &Lab, lun: u32) -> String {
 }
 
 fn paths_a(map: &str) -> Vec<Path> {
-    let p = paths_of_map(&Sysfs::default(), map).unwrap();
+    let p = paths_of_map(&Sysfs::host(), map).unwrap();
     assert!(p.len() >= 2, "two paths on {map}: {p:?}");
     assert!(
         p.iter().all(|p| p.nexus.is_some()),
@@ -437,7 +438,7 @@ fn lab2_pr_dead_host_is_fenced_and_its_later_writes_are_rejected() {
     sessions_a(&lab, true);
     let mut new_paths = Vec::new();
     wait_until(60, "host A's paths of the map to return", || {
-        new_paths = paths_of_map(&Sysfs::default(), &map).map_err(|e| e.to_string())?;
+        new_paths = paths_of_map(&Sysfs::host(), &map).map_err(|e| e.to_string())?;
         if new_paths.iter().filter(|p| p.usable).count() >= 2 {
             Ok(())
         } else {
@@ -579,7 +580,7 @@ fn lab2_pr_a_new_path_is_registered_before_it_carries_io() {
     );
     let mut new_dev = String::new();
     wait_until(60, "the new path in the map", || {
-        let now = paths_of_map(&Sysfs::default(), &map).map_err(|e| e.to_string())?;
+        let now = paths_of_map(&Sysfs::host(), &map).map_err(|e| e.to_string())?;
         match now.iter().find(|p| !before.contains(&p.name)) {
             Some(p) => {
                 new_dev = p.name.clone();
@@ -598,7 +599,7 @@ fn lab2_pr_a_new_path_is_registered_before_it_carries_io() {
     );
     assert_eq!(view.keys(), vec![me.get()]);
     write_a(&lab, &new_dev).unwrap_or_else(|e| panic!("write through the new path {new_dev}: {e}"));
-    let now = paths_of_map(&Sysfs::default(), &map).unwrap();
+    let now = paths_of_map(&Sysfs::host(), &map).unwrap();
     let lu_now = Lu::new(wwid.clone(), &now);
     let r = exclusive(&lu_now, me, &policy, &owners).recheck().unwrap();
     assert!(
@@ -660,7 +661,7 @@ fn lab2_pr_a_new_path_is_registered_before_it_carries_io() {
         &["iscsiadm", "-m", "iface", "-I", EXTRA_IFACE, "-o", "delete"],
     );
     mpathd::set_map_key(&MultipathdSocket::new(), &wwid, None).unwrap();
-    let now = paths_of_map(&Sysfs::default(), &map).unwrap();
+    let now = paths_of_map(&Sysfs::host(), &map).unwrap();
     let lu_now = Lu::new(wwid, &now);
     exclusive(&lu_now, me, &policy, &owners).release().unwrap();
     assert!(lab.array().pr_view(lun).unwrap().registrations.is_empty());
@@ -724,7 +725,7 @@ fn lab2_pr_a_lun_without_pr_support_gives_a_clear_error() {
             _ => Err(out),
         }
     });
-    let paths = paths_of_map(&Sysfs::default(), &map).unwrap();
+    let paths = paths_of_map(&Sysfs::host(), &map).unwrap();
     let lu = Lu::new(map.trim_start_matches("/dev/mapper/"), &paths);
     let e = lu
         .check_type(PrType::WriteExclusiveRegistrantsOnly)

@@ -37,10 +37,11 @@ use std::sync::Arc;
 use clap::Subcommand;
 use multipath::dm::MultipathdAuto;
 use reservations::fence::{NoPool, Owners, PoolOwners};
-use reservations::slaves::{Sysfs, paths_of_map};
+use reservations::slaves::paths_of_map;
 use reservations::{Exclusive, Fencing, Lu, Policy, PrError, PrKey, key, mpathd, policy, pool};
 use sm_core::errors::error_chain;
 use sm_core::host::run::SystemRunner;
+use sm_core::host::sysfs::Sysfs;
 
 use crate::exit::Exit;
 
@@ -166,7 +167,7 @@ impl Change {
 
 /// Runs the parsed command on this host; everything it prints goes to `out`.
 pub fn run(a: &Args, out: &mut dyn Write) -> Exit {
-    let sysfs = Sysfs::default();
+    let sysfs = Sysfs::host();
     let (printed, exit) = match &a.command {
         Command::Key => match my_key(a) {
             Ok(k) => (writeln!(out, "{k}"), Exit::Done),
@@ -206,7 +207,7 @@ fn my_key(a: &Args) -> Result<PrKey, String> {
 /// The `show` text or JSON of `maps` (every multipath map when none is named).
 fn show(a: &Args, sysfs: &Sysfs, maps: &[String]) -> Result<String, PrError> {
     let maps = if maps.is_empty() {
-        multipath::sysfs::Sysfs::new("/").multipath_map_names()
+        sysfs.multipath_map_names()
     } else {
         maps.to_vec()
     };
@@ -287,9 +288,8 @@ fn change(a: &Args, op: &Change, sysfs: &Sysfs, out: &mut dyn Write) -> Result<E
     };
     let md = MultipathdAuto::new(Arc::new(SystemRunner::new()));
     let map_name = sysfs
-        .dm_name(map)
-        .and_then(|dm| sysfs.map_name(&dm))
-        .unwrap_or_else(|| lu.id().to_string());
+        .dm_by_name(map)
+        .map_or_else(|| lu.id().to_string(), |d| d.name);
     let started = std::time::Instant::now();
     let result = match op {
         Change::Acquire { .. } => ex.acquire().and_then(|r| {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use multipath::System;
 use multipath::iscsi::luns::TargetLun;
 use reservations::Path;
-use reservations::slaves::{Sysfs, paths_of_map};
+use reservations::slaves::paths_of_map;
 use sm_core::driver::Ctx;
 use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::probe_xml::{Listing, Record};
@@ -170,8 +170,7 @@ impl Storage for IscsiStorage {
             .ok()
             .flatten()
             .map_or_else(|| scsi_id.to_string(), |m| m.name);
-        let sysfs = Sysfs::new(sys.paths.host("/sys"));
-        paths_of_map(&sysfs, &map).map_err(|e| super::exclusive::fault(scsi_id, e))
+        paths_of_map(&sys.sysfs, &map).map_err(|e| super::exclusive::fault(scsi_id, e))
     }
 }
 

@@ -96,7 +96,7 @@ mod tests {
 
         let empty = tempfile::tempdir().unwrap();
         let sys = System {
-            sysfs: crate::sysfs::Sysfs::new(empty.path()),
+            sysfs: sm_core::host::sysfs::Sysfs::new(empty.path()),
             paths: sm_core::host::Paths::new(empty.path()),
             ..lab.sys.clone()
         };

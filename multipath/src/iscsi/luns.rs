@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::Iqn;
 use crate::error::Result;
-use crate::sysfs::ScsiDisk;
 use crate::system::System;
+use sm_core::host::sysfs::ScsiDisk;
 
 /// One LU of a target, as sm lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,7 +28,7 @@ pub struct TargetLun {
     pub devices: Vec<String>,
 }
 
-fn target_sessions(sys: &System, target: &Iqn) -> Vec<crate::sysfs::IscsiSession> {
+fn target_sessions(sys: &System, target: &Iqn) -> Vec<sm_core::host::sysfs::IscsiSession> {
     sys.sysfs
         .iscsi_sessions()
         .into_iter()
@@ -144,8 +144,7 @@ pub fn lu_disks(sys: &System, target: &Iqn, wwid: &str, deadline: Duration) -> R
     }
     for s in target_sessions(sys, target) {
         if let Some(h) = s.host {
-            sys.sysfs
-                .write(&format!("/sys/class/scsi_host/host{h}/scan"), "- - -")?;
+            sys.write_sysfs(&format!("/sys/class/scsi_host/host{h}/scan"), "- - -")?;
         }
     }
     Ok(find())

@@ -426,6 +426,18 @@ impl Sysfs {
         self.dm_devices().into_iter().find(|d| d.name == name)
     }
 
+    /// The dm names of every multipath map (dm uuid `mpath-...`), sorted.
+    pub fn multipath_map_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .dm_devices()
+            .into_iter()
+            .filter(|d| d.multipath_wwid().is_some())
+            .map(|d| d.name)
+            .collect();
+        names.sort();
+        names
+    }
+
     /// The multipath map of `wwid`, when the kernel has one.
     pub fn multipath_map(&self, wwid: &str) -> Option<DmDevice> {
         self.dm_devices()

@@ -9,7 +9,8 @@ use sm_core::testing::FakeRunner;
 
 use super::*;
 use crate::iscsi::Chap;
-use crate::testing::{LabFake, fixture, materialize_sysfs};
+use crate::testing::{LabFake, fixture};
+use sm_core::testing::materialize_sysfs;
 
 const SR1: &str = "7f0e1c3a-1b2c-4d5e-8f90-a1b2c3d4e5f6";
 const SR2: &str = "0a1b2c3d-0000-4000-8000-000000000001";
