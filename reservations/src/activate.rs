@@ -776,4 +776,4 @@ impl<'a> Exclusive<'a> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

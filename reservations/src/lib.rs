@@ -9,12 +9,13 @@
 //! |---|---|
 //! | [`key`] | [`PrKey`]: this host's 8-byte key, derived from its uuid, prefix `XS` |
 //! | [`pool`] | [`PoolKeys`]: which pool host owns a key (collisions detected), liveness |
-//! | [`path`] | [`Path`]: one I_T nexus of the LU (transport, usable, who it is) |
+//! | [`path`] | [`Path`]: one I_T nexus of the LU (transport, usable, who it is); [`PathSource`] |
 //! | [`state`] | [`LuState`]: registrations and reservation (READ FULL STATUS or keys) |
 //! | [`engine`] | [`Lu`]: PR IN with path fail-over, classified PR OUT |
 //! | [`policy`] | [`Policy`]: reservation type and fencing policy of an SR |
 //! | [`fence`] | who a key belongs to, PREEMPT [AND ABORT] |
 //! | [`activate`] | [`Exclusive`]: acquire, recheck, release, clear, preempt |
+//! | [`activation`] | [`Activation`]: activate, deactivate, clean stale, over a [`PathSource`] and multipathd |
 //! | [`slaves`] | the paths of a dm-multipath map from sysfs (SG_IO devices, nexus ids) |
 //! | [`mpathd`] | multipathd's per-map key, so it registers paths that appear later |
 //!
@@ -45,6 +46,7 @@
 #![forbid(unsafe_code)]
 
 pub mod activate;
+pub mod activation;
 pub mod engine;
 pub mod error;
 pub mod fence;
@@ -57,10 +59,11 @@ pub mod slaves;
 pub mod state;
 
 pub use activate::{Exclusive, Report};
+pub use activation::{Activated, Activation, Cleanup, Deactivated};
 pub use engine::Lu;
 pub use error::PrError;
 pub use key::PrKey;
-pub use path::{NexusId, Path};
+pub use path::{NexusId, Path, PathSource};
 pub use policy::{Fencing, Policy};
 pub use pool::PoolKeys;
 pub use state::LuState;

@@ -3,12 +3,21 @@
 //!
 //! In production the paths come from the multipath map's slaves (`SgDevice` on `/dev/sdX`,
 //! initiator name and ISID from the iSCSI session, relative target port from VPD 0x83); in
-//! tests from `FakeLu::path`.
+//! tests from `FakeLu::path`. A [`PathSource`] gives them per LU, read again on each call.
 
 use std::fmt;
 use std::sync::Arc;
 
 use sm_core::scsi::{RelTgtPortId, ScsiTransport, TransportId};
+
+use crate::error::PrError;
+
+/// Where an LU's paths come from: the slaves of its multipath map on a host, fakes in tests.
+/// Asked again whenever an operation needs the current set (paths appear while one runs).
+pub trait PathSource {
+    /// The current paths of the LU `lu` (its WWID).
+    fn paths(&self, lu: &str) -> Result<Vec<Path>, PrError>;
+}
 
 /// Who an I_T nexus is, in the terms READ FULL STATUS reports.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -1,7 +1,7 @@
 //! vdi_activate / vdi_deactivate of a ReservedLUN VDI: the SCSI-3 reservation is the lock.
 //!
-//! A writable activation takes the LUN with [`reservations::Exclusive::acquire`] under this
-//! host's key (design §5): registered on every path, reserved with the SR's type (5 by
+//! A writable activation takes the LUN with [`reservations::Activation::activate`] under
+//! this host's key (design §5): registered on every path, reserved with the SR's type (5 by
 //! default), holders the pool reports dead fenced with PREEMPT AND ABORT, another live holder
 //! refused with fault 24 naming it. multipathd then gets the key for the map, so paths that
 //! appear later are registered before they carry I/O, and a re-check registers any path that
@@ -9,7 +9,7 @@
 //! or `RO`) as sm does, for xapi's tools; the reservation, not the record, decides.
 
 use reservations::fence::PoolOwners;
-use reservations::{Exclusive, Lu, Policy, PoolKeys, PrError, PrKey, mpathd};
+use reservations::{Activation, Path, PathSource, Policy, PoolKeys, PrError, PrKey};
 use sm_core::driver::Ctx;
 use sm_core::errors::{SmCode, SmError, SmResult};
 
@@ -74,16 +74,39 @@ fn me_and_pool(cx: &Ctx<'_>) -> SmResult<(PrKey, PoolKeys)> {
     Ok((me, pool))
 }
 
-/// Hands `key` for the LUN's map to multipathd (its socket on a host), so that it registers
-/// new paths before they carry I/O; a failure is only a warning (our re-check registers).
-fn set_map_key(cx: &Ctx<'_>, scsi_id: &str, key: Option<PrKey>) {
-    let md = crate::iscsi_sr::system(cx).multipathd;
-    if let Err(e) = mpathd::set_map_key(md.as_ref(), scsi_id, key) {
-        tracing::warn!(
-            scsi_id,
-            "multipathd map key: {}",
-            sm_core::errors::error_chain(&e)
-        );
+/// The reservation engine for the SR's LUNs on this host: paths and multipathd from
+/// `storage`, this host's key and the pool from XenAPI, the policy from the SR.
+fn with_engine<T>(
+    cx: &Ctx<'_>,
+    storage: &dyn Storage,
+    f: impl FnOnce(&Activation<'_>) -> SmResult<T>,
+) -> SmResult<T> {
+    let policy = policy(cx)?;
+    let (me, pool) = me_and_pool(cx)?;
+    let owners = PoolOwners {
+        pool: &pool,
+        live: cx.xapi()?,
+    };
+    let multipathd = storage.multipathd(cx);
+    let paths = StoragePaths { cx, storage };
+    f(&Activation {
+        paths: &paths,
+        multipathd: multipathd.as_ref(),
+        me,
+        policy: &policy,
+        owners: &owners,
+    })
+}
+
+/// The storage layer's paths of the SR's LUNs, for the engine.
+struct StoragePaths<'a> {
+    cx: &'a Ctx<'a>,
+    storage: &'a dyn Storage,
+}
+
+impl PathSource for StoragePaths<'_> {
+    fn paths(&self, lu: &str) -> Result<Vec<Path>, PrError> {
+        self.storage.paths(self.cx, lu)
     }
 }
 
@@ -99,37 +122,15 @@ pub fn activate(
     let x = cx.xapi()?;
     let mode = if writable { "RW" } else { "RO" };
     if writable {
-        let policy = policy(cx)?;
-        let (me, pool) = me_and_pool(cx)?;
-        let owners = PoolOwners {
-            pool: &pool,
-            live: x,
-        };
-        let paths = storage.paths(cx, scsi_id)?;
-        let lu = Lu::new(scsi_id, &paths);
-        let ex = Exclusive {
-            lu: &lu,
-            me,
-            policy: &policy,
-            owners: &owners,
-        };
-        let report = ex.acquire().map_err(|e| fault(vdi, e))?;
-        for f in &report.fenced {
+        let done = with_engine(cx, storage, |e| {
+            e.activate(scsi_id).map_err(|e| fault(vdi, e))
+        })?;
+        for f in &done.acquired.fenced {
             tracing::warn!(vdi, scsi_id, "FENCED {f} to activate the VDI");
         }
-        set_map_key(cx, scsi_id, Some(me));
-        // Paths that appeared while we were registering: register them now.
-        let again = storage.paths(cx, scsi_id)?;
-        let lu = Lu::new(scsi_id, &again);
-        let ex = Exclusive {
-            lu: &lu,
-            me,
-            policy: &policy,
-            owners: &owners,
-        };
-        let checked = ex.recheck().map_err(|e| fault(vdi, e))?;
-        if !checked.registered_late.is_empty() {
-            tracing::warn!(vdi, paths = ?checked.registered_late, "registered paths that appeared during activation");
+        let late = &done.rechecked.registered_late;
+        if !late.is_empty() {
+            tracing::warn!(vdi, paths = ?late, "registered paths that appeared during activation");
         }
         let sm_config = x.vdi_get_sm_config(vdi)?;
         for (k, m) in &sm_config {
@@ -155,23 +156,9 @@ pub fn deactivate(cx: &Ctx<'_>, storage: &dyn Storage, vdi: &str, scsi_id: &str)
     let key = host_key(host);
     let mode = x.vdi_get_sm_config(vdi)?.get(&key).cloned();
     if mode.as_deref() != Some("RO") {
-        let policy = policy(cx)?;
-        let (me, pool) = me_and_pool(cx)?;
-        let owners = PoolOwners {
-            pool: &pool,
-            live: x,
-        };
-        set_map_key(cx, scsi_id, None);
-        let paths = storage.paths(cx, scsi_id)?;
-        let lu = Lu::new(scsi_id, &paths);
-        Exclusive {
-            lu: &lu,
-            me,
-            policy: &policy,
-            owners: &owners,
-        }
-        .release()
-        .map_err(|e| fault(vdi, e))?;
+        with_engine(cx, storage, |e| {
+            e.deactivate(scsi_id).map_err(|e| fault(vdi, e))
+        })?;
     }
     if mode.is_some() {
         x.vdi_remove_sm_config_key(vdi, &key)?;
@@ -188,46 +175,5 @@ pub fn clean_stale(
     active: &[String],
     luns: &[String],
 ) -> SmResult<Vec<String>> {
-    let (me, pool) = me_and_pool(cx)?;
-    let x = cx.xapi()?;
-    let owners = PoolOwners {
-        pool: &pool,
-        live: x,
-    };
-    let policy = policy(cx)?;
-    let mut cleaned = Vec::new();
-    for scsi_id in luns.iter().filter(|l| !active.contains(l)) {
-        let paths: Vec<reservations::Path> = match storage.paths(cx, scsi_id) {
-            Ok(p) if p.iter().any(|p| p.usable) => p,
-            _ => continue,
-        };
-        let lu = Lu::new(scsi_id.as_str(), &paths);
-        match lu.state() {
-            Ok(s) if s.has(me) || s.held_by(me) => {
-                tracing::warn!(
-                    scsi_id,
-                    "stale registrations of this host (from before a crash?): {s}; removing them"
-                );
-                let ex = Exclusive {
-                    lu: &lu,
-                    me,
-                    policy: &policy,
-                    owners: &owners,
-                };
-                // multipathd would register the key again on the next path event.
-                set_map_key(cx, scsi_id, None);
-                match ex.release() {
-                    Ok(_) => cleaned.push(scsi_id.clone()),
-                    Err(e) => tracing::warn!(
-                        scsi_id,
-                        "cannot remove stale registrations: {}",
-                        sm_core::errors::error_chain(&e)
-                    ),
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(scsi_id, "no PR state: {e}"),
-        }
-    }
-    Ok(cleaned)
+    with_engine(cx, storage, |e| Ok(e.clean_stale(luns, active).cleaned))
 }

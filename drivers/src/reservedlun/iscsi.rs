@@ -5,11 +5,13 @@
 
 use std::borrow::Cow;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use multipath::System;
+use multipath::dm::Multipathd;
 use multipath::iscsi::luns::TargetLun;
-use reservations::Path;
 use reservations::slaves::paths_of_map;
+use reservations::{Path, PrError};
 use sm_core::driver::Ctx;
 use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::probe_xml::{Listing, Record};
@@ -164,13 +166,18 @@ impl Storage for IscsiStorage {
     }
 
     /// The slaves of the LUN's map (named by multipathd, the SCSI id unless aliased).
-    fn paths(&self, cx: &Ctx<'_>, scsi_id: &str) -> SmResult<Vec<Path>> {
+    fn paths(&self, cx: &Ctx<'_>, scsi_id: &str) -> Result<Vec<Path>, PrError> {
         let sys = self.sys(cx);
         let map = multipath::dm::show_map(sys.multipathd.as_ref(), scsi_id)
             .ok()
             .flatten()
             .map_or_else(|| scsi_id.to_string(), |m| m.name);
-        paths_of_map(&sys.sysfs, &map).map_err(|e| super::exclusive::fault(scsi_id, e))
+        paths_of_map(&sys.sysfs, &map)
+    }
+
+    /// The multipathd of the host of the call (of the given [`System`] in tests).
+    fn multipathd(&self, cx: &Ctx<'_>) -> Arc<dyn Multipathd> {
+        self.sys(cx).multipathd.clone()
     }
 }
 

@@ -10,15 +10,19 @@
 //! [`exclusive`] and the `reservations` crate.
 //!
 //! The iSCSI sessions, multipath maps and ALUA come from the shared iSCSI-SR layer through
-//! the [`Storage`] trait; this module holds the LUN-per-VDI and reservation logic only.
+//! the [`Storage`] trait, which also gives the reservation engine each LUN's paths and the
+//! host's multipathd; this module holds the LUN-per-VDI records and the SMAPI side of the
+//! reservations (policy, keys, faults) only.
 
 pub mod exclusive;
 pub mod iscsi;
 pub mod luns;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use reservations::Path;
+use multipath::dm::Multipathd;
+use reservations::{Path, PrError};
 use sm_core::driver::{Capability, ConfigKey, Ctx, Driver, DriverInfo, VdiCreate};
 use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::response::{AttachInfo, VdiLocation};
@@ -123,8 +127,11 @@ pub trait Storage: Sync {
     fn open(&self, cx: &Ctx<'_>, scsi_id: &str) -> SmResult<PathBuf>;
     /// Flushes the LUN's map.
     fn close(&self, cx: &Ctx<'_>, scsi_id: &str) -> SmResult<()>;
-    /// The LUN's paths (its map's SCSI disks), with their nexus ids.
-    fn paths(&self, cx: &Ctx<'_>, scsi_id: &str) -> SmResult<Vec<Path>>;
+    /// The LUN's paths (its map's SCSI disks), with their nexus ids, read now (the
+    /// reservation engine's [`reservations::PathSource`]).
+    fn paths(&self, cx: &Ctx<'_>, scsi_id: &str) -> Result<Vec<Path>, PrError>;
+    /// This host's multipathd, for the maps' reservation keys.
+    fn multipathd(&self, cx: &Ctx<'_>) -> Arc<dyn Multipathd>;
 }
 
 /// The ReservedLUN driver over a storage layer.
@@ -236,9 +243,9 @@ impl<S: Storage> Driver for ReservedLunSr<S> {
         let id = scsi_id(cx)?;
         let map = self.0.open(cx, &id)?;
         let policy = exclusive::policy(cx)?;
-        let paths = self.0.paths(cx, &id)?;
-        reservations::Lu::new(id.as_str(), &paths)
-            .check_type(policy.pr_type)
+        self.0
+            .paths(cx, &id)
+            .and_then(|paths| reservations::Lu::new(id.as_str(), &paths).check_type(policy.pr_type))
             .map_err(|e| exclusive::fault(&id, e))?;
         Ok(AttachInfo {
             params: Some(map.display().to_string()),

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use reservations::{NexusId, Path, PrKey};
+use multipath::testing::FakeMultipathd;
+use reservations::{NexusId, Path, PrError, PrKey};
 use sm_core::driver::{Ctx, Driver, Host, VdiCreate};
 use sm_core::errors::{SmCode, SmResult};
 use sm_core::request::{Command, DeviceConfig, Request};
@@ -21,11 +22,12 @@ use xapi_tests::server::Running;
 
 use super::*;
 
-/// One host's view of the target: LUs reached through two sessions each.
+/// One host's view of the target: LUs reached through two sessions each, and its multipathd.
 struct FakeStorage {
     iqn: String,
     isid_base: u64,
     luns: Vec<(LunInfo, FakeLu)>,
+    multipathd: Arc<FakeMultipathd>,
 }
 
 impl FakeStorage {
@@ -68,7 +70,7 @@ impl Storage for FakeStorage {
     fn close(&self, _cx: &Ctx<'_>, _scsi_id: &str) -> SmResult<()> {
         Ok(())
     }
-    fn paths(&self, _cx: &Ctx<'_>, scsi_id: &str) -> SmResult<Vec<Path>> {
+    fn paths(&self, _cx: &Ctx<'_>, scsi_id: &str) -> Result<Vec<Path>, PrError> {
         Ok(self
             .fake_paths(scsi_id)
             .into_iter()
@@ -85,6 +87,18 @@ impl Storage for FakeStorage {
             })
             .collect())
     }
+    fn multipathd(&self, _cx: &Ctx<'_>) -> Arc<dyn Multipathd> {
+        self.multipathd.clone()
+    }
+}
+
+/// A multipathd configured with `reservation_key file`: it takes map keys.
+fn multipathd() -> Arc<FakeMultipathd> {
+    let md = FakeMultipathd::new();
+    for c in ["setprkey", "setprstatus", "unsetprstatus", "unsetprkey"] {
+        md.set(c, "ok\n");
+    }
+    Arc::new(md)
 }
 
 struct Env {
@@ -142,6 +156,7 @@ fn env() -> Env {
                 iqn: (*iqn).into(),
                 isid_base: 0x23d000000 + 0x100 * u64::try_from(i).unwrap(),
                 luns: lus.clone(),
+                multipathd: multipathd(),
             })
         })
         .collect();
@@ -316,10 +331,12 @@ fn activate_is_exclusive_between_hosts_and_names_the_holder() {
     .unwrap();
     // multipathd got the map key.
     assert!(
-        env.runner
-            .calls()
+        env.hosts[0]
+            .0
+            .multipathd
+            .commands()
             .iter()
-            .any(|c| c[..2] == ["multipathd", "setprkey"])
+            .any(|c| c.starts_with("setprkey"))
     );
 
     let e = env
@@ -431,10 +448,12 @@ fn sr_attach_removes_registrations_left_by_a_crash() {
     );
     assert!(env.lu(&w.location).reservation().is_none());
     assert!(
-        env.runner
-            .calls()
+        env.hosts[0]
+            .0
+            .multipathd
+            .commands()
             .iter()
-            .any(|c| c[..2] == ["multipathd", "unsetprkey"] && c.contains(&w.location)),
+            .any(|c| c.starts_with("unsetprkey") && c.contains(&w.location)),
         "multipathd forgets the key of the cleaned map"
     );
     assert_eq!(

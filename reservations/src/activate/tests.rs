@@ -17,24 +17,24 @@ use super::*;
 use crate::fence::{Owner, Owners};
 use crate::path::NexusId;
 
-const IQN_A: &str = "iqn.2026-01.test.lab:host-a";
-const IQN_B: &str = "iqn.2026-01.test.lab:host-b";
+pub(crate) const IQN_A: &str = "iqn.2026-01.test.lab:host-a";
+pub(crate) const IQN_B: &str = "iqn.2026-01.test.lab:host-b";
 
-fn key_a() -> PrKey {
+pub(crate) fn key_a() -> PrKey {
     PrKey::for_host("11111111-2222-4333-8444-555555555555").unwrap()
 }
 
-fn key_b() -> PrKey {
+pub(crate) fn key_b() -> PrKey {
     PrKey::for_host("66666666-7777-4888-9999-aaaaaaaaaaaa").unwrap()
 }
 
 /// One host's paths to `lu`: one session per target port, ISIDs `isid_base + port`.
-struct Host {
-    fakes: Vec<FakeScsi>,
-    paths: Vec<Path>,
+pub(crate) struct Host {
+    pub(crate) fakes: Vec<FakeScsi>,
+    pub(crate) paths: Vec<Path>,
 }
 
-fn host(lu: &FakeLu, iqn: &str, isid_base: u64) -> Host {
+pub(crate) fn host(lu: &FakeLu, iqn: &str, isid_base: u64) -> Host {
     let mut fakes = Vec::new();
     let mut paths = Vec::new();
     for port in 1..=2u16 {
@@ -56,7 +56,7 @@ fn host(lu: &FakeLu, iqn: &str, isid_base: u64) -> Host {
 
 /// Owners from a table; everything else unknown.
 #[derive(Default)]
-struct Table(Mutex<HashMap<u64, Owner>>);
+pub(crate) struct Table(Mutex<HashMap<u64, Owner>>);
 
 impl Table {
     fn with(keys: &[(PrKey, Owner)]) -> Table {
@@ -81,7 +81,7 @@ impl Owners for Table {
     }
 }
 
-fn both_live() -> Table {
+pub(crate) fn both_live() -> Table {
     Table::with(&[
         (key_a(), Owner::Live("hostA".into())),
         (key_b(), Owner::Live("hostB".into())),
@@ -551,7 +551,7 @@ fn trap7_not_ready_and_conflict_are_told_apart() {
     assert!(matches!(r, crate::engine::OutResult::Conflict(_)), "{r:?}");
 }
 
-fn illegal(asc: u8) -> Reply {
+pub(crate) fn illegal(asc: u8) -> Reply {
     Reply::Status {
         status: 0x02,
         sense: SenseInfo::new(SenseKey::IllegalRequest, asc, 0).encode(),
