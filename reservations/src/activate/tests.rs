@@ -14,8 +14,10 @@ use sm_core::scsi::{
 use sm_core::testing::{FakeLu, FakeScsi, Fault, Nexus, Reply};
 
 use super::*;
+use crate::error::PrError;
 use crate::fence::{Owner, Owners};
 use crate::path::NexusId;
+use crate::path::Path;
 
 pub(crate) const IQN_A: &str = "iqn.2026-01.test.lab:host-a";
 pub(crate) const IQN_B: &str = "iqn.2026-01.test.lab:host-b";
