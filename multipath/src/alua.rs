@@ -4,6 +4,11 @@
 //!
 //! The state is always read back, never assumed: an STPG can be answered GOOD while the array
 //! goes through TRANSITIONING, and the Linux ALUA handler may send an STPG of its own.
+//!
+//! [`optimize`] holds the policy of connecting an LU: which group to make active/optimized
+//! when none serves it.
+
+pub mod optimize;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -16,6 +21,8 @@ use crate::dm;
 use crate::error::{MultipathError, Result};
 use crate::model::{MultipathLu, PathLu, PathState, Topology, TpgState};
 use crate::system::System;
+
+pub use optimize::{ServeError, Serving, choose, ensure_optimized};
 
 /// How long to wait for states to settle.
 #[derive(Debug, Clone, Copy)]

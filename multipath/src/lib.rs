@@ -5,7 +5,8 @@
 //! |---|---|
 //! | [`model`] | MMA objects: object ids, properties, associations ([`Topology`]) |
 //! | [`discovery`] | sysfs + SG_IO (VPD 0x83, INQUIRY, RTPG) + multipathd joined into a [`Topology`] |
-//! | [`alua`] | `MP_SetTPGAccess` (STPG, RTPG until it holds), failover, port offline |
+//! | [`alua`] | `MP_SetTPGAccess` (STPG, RTPG until it holds), failover, port offline, the TPG choice when connecting ([`alua::optimize`]) |
+//! | [`connect`] | connecting an LU for an SR: login, LU disks, multipath map, an active/optimized group, path counts |
 //! | [`admin`] | `MP_EnablePath` / `MP_DisablePath` |
 //! | [`dm`] | multipathd (socket or CLI), `show maps json`, `multipath -a/-r/-f` |
 //! | [`iscsi`] | iscsiadm (sm's lock), initiator name, per-target refcounts, login/logout |
@@ -42,6 +43,7 @@
 
 pub mod admin;
 pub mod alua;
+pub mod connect;
 pub mod discovery;
 pub mod dm;
 pub mod error;

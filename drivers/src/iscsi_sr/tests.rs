@@ -12,6 +12,8 @@ use sm_core::testing::FakeRunner;
 use sm_core::xenapi::Endpoint;
 use sm_core::xmlrpc::{Struct, Value};
 
+use sm_core::scsi::AccessState;
+
 use super::*;
 use crate::testing::FakeXapi;
 
@@ -390,7 +392,7 @@ fn an_lu_without_optimized_group_gets_one() {
     let req = request(T2_DCONF);
     let cx = Ctx::new(&req, &w.host);
     let mut sr = IscsiSr::load(&cx, &w.lab.sys, true).unwrap();
-    sr.alua_deadlines.host = Duration::ZERO;
+    sr.settings.alua.host = std::time::Duration::ZERO;
     let lun = sr.connect(SR, LUN1).unwrap();
     let r = lun.alua.expect("an ALUA change");
     assert_eq!(r.changes[0].tpg_id, 1);
@@ -432,4 +434,100 @@ fn a_target_attached_whole_opens_and_closes_luns() {
     sr.disconnect(SR).unwrap();
     assert_eq!(t2_sessions(&w), 0);
     assert!(sr.counted_targets(SR).is_empty());
+}
+
+#[test]
+fn each_connect_step_has_its_smapi_code() {
+    let lu = || LUN1.to_string();
+    let timeout = || MultipathError::Timeout {
+        what: "x".into(),
+        after: std::time::Duration::from_secs(1),
+        last: "y".into(),
+    };
+    let unreachable = || MultipathError::Unreachable {
+        portal: "10.99.0.1:3260".into(),
+        reason: "refused".into(),
+    };
+    let map = |e: ConnectError| connect_fault(e, |e| fault(SmCode::ISCSILogin, e));
+    let t2 = || Iqn::new(T2_IQN).unwrap();
+    let cases = [
+        (ConnectError::Login(Box::new(unreachable())), 141),
+        (
+            ConnectError::Login(Box::new(MultipathError::Invalid("x".into()))),
+            68,
+        ),
+        (
+            ConnectError::LuDisks {
+                scsi_id: lu(),
+                target: t2(),
+                source: Box::new(timeout()),
+            },
+            67,
+        ),
+        (
+            ConnectError::NoDisk {
+                scsi_id: lu(),
+                targets: vec![t2()],
+            },
+            107,
+        ),
+        (
+            ConnectError::Map {
+                scsi_id: lu(),
+                source: Box::new(timeout()),
+            },
+            432,
+        ),
+        (
+            ConnectError::Discover {
+                scsi_id: lu(),
+                source: Box::new(timeout()),
+            },
+            47,
+        ),
+        (ConnectError::NotDiscovered { scsi_id: lu() }, 432),
+        (
+            ConnectError::Serve {
+                scsi_id: lu(),
+                source: ServeError::NoActiveGroup { lu: lu() },
+            },
+            47,
+        ),
+        (
+            ConnectError::Serve {
+                scsi_id: lu(),
+                source: ServeError::NoCandidate { lu: lu() },
+            },
+            47,
+        ),
+        (
+            ConnectError::Serve {
+                scsi_id: lu(),
+                source: ServeError::SetAccess {
+                    lu: lu(),
+                    tpg_id: 1,
+                    source: Box::new(timeout()),
+                },
+            },
+            47,
+        ),
+    ];
+    for (e, want) in cases {
+        let text = format!("{e:?}");
+        assert_eq!(map(e).code.value(), want, "{text}");
+    }
+    // The opterr is the cause's text, as before the workflow moved.
+    let e = map(ConnectError::NoDisk {
+        scsi_id: lu(),
+        targets: vec![t2()],
+    });
+    assert_eq!(
+        e.detail.as_deref(),
+        Some(format!("no LUN with SCSIid {LUN1} on {T2_IQN}").as_str())
+    );
+    let e = map(ConnectError::Map {
+        scsi_id: lu(),
+        source: Box::new(timeout()),
+    });
+    assert_eq!(e.detail.as_deref(), Some("x did not happen within 1s: y"));
 }

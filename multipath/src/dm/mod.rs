@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 use sm_core::errors::error_chain;
 use sm_core::host::{Cmd, Runner};
 
-use crate::system::System;
-
 use crate::error::{MultipathError, Result};
 pub use json::{Group, Map, Path};
 pub use multipathd::{Multipathd, MultipathdAuto, MultipathdCli, MultipathdSocket};
@@ -125,18 +123,33 @@ pub fn flush(runner: &dyn Runner, map: &str) -> Result<()> {
     }
 }
 
+/// Removes the map of `wwid` (`multipath -f`), when multipathd has one; no map is not an
+/// error, a map still open after [`flush`]'s retries is.
+pub fn flush_map_of(md: &dyn Multipathd, runner: &dyn Runner, wwid: &str) -> Result<()> {
+    match show_map(md, wwid)? {
+        None => Ok(()),
+        Some(m) => flush(runner, &m.name),
+    }
+}
+
 /// Waits until multipathd has a map for `wwid` with at least `paths` paths and its device node
-/// exists. When the map is still missing after a few seconds, allows the WWID and asks for the
-/// map (`multipath -a`, `multipath -r`), as sm's refresh does.
-pub fn wait_for_map(sys: &System, wwid: &str, paths: usize, deadline: Duration) -> Result<Map> {
+/// exists in `dev_dir` (`/dev`). When the map is still missing after a few seconds, allows the
+/// WWID and asks for the map (`multipath -a`, `multipath -r`), as sm's refresh does.
+pub fn wait_for_map(
+    md: &dyn Multipathd,
+    runner: &dyn Runner,
+    dev_dir: &std::path::Path,
+    wwid: &str,
+    paths: usize,
+    deadline: Duration,
+) -> Result<Map> {
     let started = Instant::now();
     let mut nudged = false;
     loop {
-        let map = show_map(sys.multipathd.as_ref(), wwid)?;
+        let map = show_map(md, wwid)?;
         let note = match &map {
             Some(m)
-                if m.paths().count() >= paths
-                    && sys.dev_path(&format!("mapper/{}", m.name)).exists() =>
+                if m.paths().count() >= paths && dev_dir.join("mapper").join(&m.name).exists() =>
             {
                 return Ok(m.clone());
             }
@@ -145,8 +158,8 @@ pub fn wait_for_map(sys: &System, wwid: &str, paths: usize, deadline: Duration) 
         };
         if !nudged && map.is_none() && started.elapsed() >= Duration::from_secs(3) {
             nudged = true;
-            allow_wwid(sys.runner.as_ref(), wwid)?;
-            reload(sys.runner.as_ref(), wwid)?;
+            allow_wwid(runner, wwid)?;
+            reload(runner, wwid)?;
         }
         if started.elapsed() >= deadline {
             return Err(MultipathError::Timeout {

@@ -92,6 +92,11 @@ pub struct Released {
     pub kept: Option<String>,
 }
 
+/// The targets SR `sr` is counted on ([`connect`]ed and not yet [`disconnect`]ed).
+pub fn counted_targets(sys: &System, sr: &str) -> Vec<Iqn> {
+    refcounts(sys).targets_of(sr)
+}
+
 fn refcounts(sys: &System) -> RefCounts {
     RefCounts::new(
         sys.paths.iscsi_ref_dir(),

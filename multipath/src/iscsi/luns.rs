@@ -64,6 +64,18 @@ fn disks_of(sys: &System, target: &Iqn) -> Vec<ScsiDisk> {
         .collect()
 }
 
+/// Every LU of `targets` on this host's sessions, by LUN then SCSI id; an LU that two
+/// targets expose under the same LUN is listed once.
+pub fn targets_luns(sys: &System, targets: &[Iqn], deadline: Duration) -> Vec<TargetLun> {
+    let mut all: Vec<TargetLun> = targets
+        .iter()
+        .flat_map(|t| target_luns(sys, t, deadline))
+        .collect();
+    all.sort_by(|a, b| (a.lun, &a.scsi_id).cmp(&(b.lun, &b.scsi_id)));
+    all.dedup_by(|a, b| a.scsi_id == b.scsi_id);
+    all
+}
+
 /// Every LU of `target` on this host's sessions, by LUN (sessions scanned first).
 pub fn target_luns(sys: &System, target: &Iqn, deadline: Duration) -> Vec<TargetLun> {
     wait_scanned(sys, target, deadline);

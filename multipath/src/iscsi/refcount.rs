@@ -47,6 +47,17 @@ impl RefCounts {
         self.adopted_dir.join(target.as_str())
     }
 
+    /// The targets `sr` holds (every count file naming it).
+    pub fn targets_of(&self, sr: &str) -> Vec<Iqn> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        rd.filter_map(|e| e.ok())
+            .filter_map(|e| Iqn::new(&e.file_name().to_string_lossy()).ok())
+            .filter(|t| self.holders(t).iter().any(|h| h == sr))
+            .collect()
+    }
+
     /// The SRs holding `target`.
     pub fn holders(&self, target: &Iqn) -> Vec<String> {
         std::fs::read_to_string(self.file(target))
