@@ -13,10 +13,10 @@ use sm_core::host::SystemRunner;
 use sm_core::xmlrpc::Value;
 
 use crate::config::{Config, Exec, HostConfig};
+use crate::datapaths::Datapaths;
 use crate::db::{Db, DbError, Record, RecordExt, is_null, schema::NULL_REF};
 use crate::error::{ApiError, ApiResult, names};
 use crate::smexec::{self, Executor, Registry, SmCall, registry};
-use crate::storage::datapath::Datapaths;
 use crate::trace::{Event, SmapiCall, TraceWriter, now};
 
 /// The user name of the sessions created for plugins (xapi's `sm_username`).
@@ -214,7 +214,11 @@ impl Emulator {
             tcp_addr,
         };
         emu.register_drivers();
-        emu.datapaths.restore(&emu);
+        emu.read(|db| {
+            emu.datapaths.restore(db);
+            Ok(())
+        })
+        .map_err(StartError::Init)?;
         emu.write(|_| Ok(())).map_err(StartError::Init)?;
         Ok(emu)
     }
@@ -387,7 +391,7 @@ impl Emulator {
             .write(|db| {
                 let mut t = Record::new();
                 t.put_s("name_label", op);
-                t.put_s("created", crate::storage::xapi_now());
+                t.put_s("created", crate::db::xapi_now());
                 t.put_s("resident_on", &self.master().r);
                 db.create("task", t)
             })

@@ -10,6 +10,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`config`] | an instance: state directory, hosts (local or through the lab agent), template |
+//! | [`datapaths`] | per-host VDI datapath states, xapi's `Vdi_automaton` table (its SMAPI calls in `storage::datapath`) |
 //! | [`emulator`] | the shared state and the one SMAPI execution path |
 //! | [`error`] | XenAPI errors with xapi's names |
 //! | [`lab`] | the storage lab seen from a test inside it (lab helper) |
@@ -18,6 +19,7 @@
 pub mod appendix;
 pub mod cli;
 pub mod config;
+pub mod datapaths;
 pub mod db;
 pub mod emulator;
 pub mod error;

@@ -14,6 +14,11 @@ use sm_core::xmlrpc::{Struct, Value};
 use crate::error::{ApiError, ApiResult};
 use schema::{Class, NULL_REF};
 
+/// The current time as xapi writes datetimes (`YYYYMMDDTHH:MM:SSZ`, UTC).
+pub fn xapi_now() -> String {
+    sm_core::host::clock::Utc::now().xenapi()
+}
+
 /// One record: field name to stored JSON value.
 pub type Record = serde_json::Map<String, Json>;
 

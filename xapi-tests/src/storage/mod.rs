@@ -19,10 +19,7 @@ use crate::emulator::Emulator;
 use crate::error::{ApiError, ApiResult, names};
 use crate::smexec::SmCall;
 
-/// The current time as xapi writes datetimes (`YYYYMMDDTHH:MM:SSZ`, UTC).
-pub fn xapi_now() -> String {
-    sm_core::host::clock::Utc::now().xenapi()
-}
+pub use crate::db::xapi_now;
 
 /// The pool's ref.
 pub fn pool_ref(db: &Db) -> ApiResult<String> {
