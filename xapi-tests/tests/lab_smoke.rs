@@ -568,7 +568,14 @@ fn lab_lun_added_on_the_array_gets_a_map_then_goes_away() {
     );
     assert_eq!(size.trim(), (64u64 << 20).to_string());
 
-    run(&lab, &["multipath", "-f", &wwid]);
+    // A new map is opened for a moment by udev's probes (blkid, LVM's pvscan) after it appears;
+    // under TCG that can outlast the first flush, which multipath then refuses with "map in use".
+    wait_until(60, "multipath to flush the new map", || {
+        let _ = lab.run(&Cmd::new("udevadm").args(["settle", "--timeout=10"]));
+        lab.run(&Cmd::new("multipath").args(["-f", &wwid]))
+            .map(|_| ())
+            .map_err(|e| error_chain(&e))
+    });
     for d in &devs {
         std::fs::write(format!("/sys/block/{d}/device/delete"), "1").unwrap();
     }
