@@ -15,6 +15,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sm_core::ids::ScsiId;
+
 use crate::alua::{self, AccessReport, Deadlines, ServeError};
 use crate::discovery::{self, Options, VpdSource};
 use crate::dm;
@@ -55,7 +57,7 @@ impl Default for Settings {
 #[derive(Debug, Clone)]
 pub struct ConnectedLu {
     /// The SCSI id (WWID).
-    pub scsi_id: String,
+    pub scsi_id: ScsiId,
     /// The multipath device (`/dev/mapper/<name>`).
     pub map: PathBuf,
     /// The targets logged in.
@@ -80,7 +82,7 @@ pub enum ConnectError {
     #[error("the disks of {scsi_id} on {target}")]
     LuDisks {
         /// The LU.
-        scsi_id: String,
+        scsi_id: ScsiId,
         /// The target.
         target: Iqn,
         /// Why.
@@ -91,7 +93,7 @@ pub enum ConnectError {
     #[error("no LUN with SCSIid {scsi_id} on {}", join(targets))]
     NoDisk {
         /// The LU asked for.
-        scsi_id: String,
+        scsi_id: ScsiId,
         /// The targets logged in.
         targets: Vec<Iqn>,
     },
@@ -99,7 +101,7 @@ pub enum ConnectError {
     #[error("the multipath map of {scsi_id}")]
     Map {
         /// The LU.
-        scsi_id: String,
+        scsi_id: ScsiId,
         /// Why.
         #[source]
         source: Box<MultipathError>,
@@ -108,7 +110,7 @@ pub enum ConnectError {
     #[error("discovery of {scsi_id}")]
     Discover {
         /// The LU.
-        scsi_id: String,
+        scsi_id: ScsiId,
         /// Why.
         #[source]
         source: Box<MultipathError>,
@@ -117,13 +119,13 @@ pub enum ConnectError {
     #[error("no multipath LU {scsi_id}")]
     NotDiscovered {
         /// The LU.
-        scsi_id: String,
+        scsi_id: ScsiId,
     },
     /// No active/optimized group serves the LU, and none could be made so.
     #[error("serving {scsi_id} through an active/optimized group")]
     Serve {
         /// The LU.
-        scsi_id: String,
+        scsi_id: ScsiId,
         /// Why.
         #[source]
         source: ServeError,
@@ -144,7 +146,7 @@ pub fn connect(
     sys: &System,
     spec: &TargetSpec,
     sr: &str,
-    scsi_id: &str,
+    scsi_id: &ScsiId,
     settings: &Settings,
 ) -> Result<ConnectedLu, ConnectError> {
     let conns = login::connect(sys, spec, sr).map_err(|e| ConnectError::Login(Box::new(e)))?;
@@ -163,24 +165,25 @@ pub fn connect(
 /// map, path counts and the sessions.
 pub fn settle(
     sys: &System,
-    scsi_id: &str,
+    scsi_id: &ScsiId,
     targets: &[Iqn],
     settings: &Settings,
 ) -> Result<ConnectedLu, ConnectError> {
     let mut disks = Vec::new();
     for t in targets {
-        let found = luns::lu_disks(sys, t, scsi_id, settings.lun_timeout).map_err(|source| {
-            ConnectError::LuDisks {
-                scsi_id: scsi_id.to_string(),
-                target: t.clone(),
-                source: Box::new(source),
-            }
-        })?;
+        let found =
+            luns::lu_disks(sys, t, scsi_id.as_str(), settings.lun_timeout).map_err(|source| {
+                ConnectError::LuDisks {
+                    scsi_id: scsi_id.clone(),
+                    target: t.clone(),
+                    source: Box::new(source),
+                }
+            })?;
         disks.extend(found);
     }
     if disks.is_empty() {
         return Err(ConnectError::NoDisk {
-            scsi_id: scsi_id.to_string(),
+            scsi_id: scsi_id.clone(),
             targets: targets.to_vec(),
         });
     }
@@ -188,27 +191,28 @@ pub fn settle(
         sys.multipathd.as_ref(),
         sys.runner.as_ref(),
         &sys.paths.host("/dev"),
-        scsi_id,
+        scsi_id.as_str(),
         disks.len(),
         settings.map_timeout,
     )
     .map_err(|source| ConnectError::Map {
-        scsi_id: scsi_id.to_string(),
+        scsi_id: scsi_id.clone(),
         source: Box::new(source),
     })?;
     let discover_error = |source| ConnectError::Discover {
-        scsi_id: scsi_id.to_string(),
+        scsi_id: scsi_id.clone(),
         source: Box::new(source),
     };
-    let topo = discovery::discover(sys, &Options::only(&[scsi_id])).map_err(discover_error)?;
+    let topo =
+        discovery::discover(sys, &Options::only(&[scsi_id.as_str()])).map_err(discover_error)?;
     let lu = topo
-        .find_lu(scsi_id)
+        .find_lu(scsi_id.as_str())
         .ok_or_else(|| ConnectError::NotDiscovered {
-            scsi_id: scsi_id.to_string(),
+            scsi_id: scsi_id.clone(),
         })?;
     let alua = alua::ensure_optimized(sys, &topo, lu, settings.alua).map_err(|source| {
         ConnectError::Serve {
-            scsi_id: scsi_id.to_string(),
+            scsi_id: scsi_id.clone(),
             source,
         }
     })?;
@@ -217,10 +221,10 @@ pub fn settle(
         None => topo,
     };
     let (active_paths, total_paths) = topo
-        .find_lu(scsi_id)
+        .find_lu(scsi_id.as_str())
         .map_or((0, 0), |l| (l.active_paths, l.total_paths));
     Ok(ConnectedLu {
-        scsi_id: scsi_id.to_string(),
+        scsi_id: scsi_id.clone(),
         map: sys.dev_path(&format!("mapper/{}", map.name)),
         sessions: sessions(sys, targets),
         targets: targets.to_vec(),
@@ -237,7 +241,7 @@ pub fn sessions(sys: &System, targets: &[Iqn]) -> usize {
 
 /// Discovery of LU `scsi_id` with the paths' identities from the kernel's VPD copy (one
 /// INQUIRY and one RTPG per path, no VPD page read).
-pub fn cached_topology(sys: &System, scsi_id: &str) -> Result<Topology> {
+pub fn cached_topology(sys: &System, scsi_id: &ScsiId) -> Result<Topology> {
     discovery::discover(
         sys,
         &Options {
@@ -262,11 +266,11 @@ pub struct PathCounts {
 /// multipath LU.
 pub fn path_counts(
     sys: &System,
-    scsi_id: &str,
+    scsi_id: &ScsiId,
     target: Option<&Iqn>,
 ) -> Result<Option<PathCounts>> {
     let topo = cached_topology(sys, scsi_id)?;
-    let Some(lu) = topo.find_lu(scsi_id) else {
+    let Some(lu) = topo.find_lu(scsi_id.as_str()) else {
         return Ok(None);
     };
     let sessions = match target {

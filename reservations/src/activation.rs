@@ -15,6 +15,7 @@
 //! paths.
 
 use multipath::dm::Multipathd;
+use sm_core::ids::ScsiId;
 
 use crate::activate::{Exclusive, Report};
 use crate::engine::Lu;
@@ -98,12 +99,12 @@ impl Activation<'_> {
 
     /// Takes `lu` exclusively (see [`Exclusive::acquire`]), hands our key to multipathd for
     /// its map, reads the paths again and re-checks, registering the paths that appeared.
-    pub fn activate(&self, lu: &str) -> Result<Activated, PrError> {
+    pub fn activate(&self, lu: &ScsiId) -> Result<Activated, PrError> {
         let paths = self.paths.paths(lu)?;
-        let acquired = self.exclusive(&Lu::new(lu, &paths)).acquire()?;
-        let map_key = self.map_key(lu, Some(self.me));
+        let acquired = self.exclusive(&Lu::new(lu.as_str(), &paths)).acquire()?;
+        let map_key = self.map_key(lu.as_str(), Some(self.me));
         let again = self.paths.paths(lu)?;
-        let rechecked = self.exclusive(&Lu::new(lu, &again)).recheck()?;
+        let rechecked = self.exclusive(&Lu::new(lu.as_str(), &again)).recheck()?;
         Ok(Activated {
             acquired,
             rechecked,
@@ -113,10 +114,10 @@ impl Activation<'_> {
 
     /// Gives `lu` up: multipathd forgets our key for the map first, then
     /// [`Exclusive::release`] on the current paths (verified). Idempotent.
-    pub fn deactivate(&self, lu: &str) -> Result<Deactivated, PrError> {
-        let map_key = self.map_key(lu, None);
+    pub fn deactivate(&self, lu: &ScsiId) -> Result<Deactivated, PrError> {
+        let map_key = self.map_key(lu.as_str(), None);
         let paths = self.paths.paths(lu)?;
-        let released = self.exclusive(&Lu::new(lu, &paths)).release()?;
+        let released = self.exclusive(&Lu::new(lu.as_str(), &paths)).release()?;
         Ok(Deactivated { released, map_key })
     }
 
@@ -128,7 +129,11 @@ impl Activation<'_> {
     pub fn clean_stale(&self, luns: &[String], active: &[String]) -> Cleanup {
         let mut done = Cleanup::default();
         for scsi_id in luns.iter().filter(|l| !active.contains(l)) {
-            let paths = match self.paths.paths(scsi_id) {
+            let Ok(id) = ScsiId::new(scsi_id) else {
+                tracing::debug!(scsi_id, "not a SCSI id: skipped");
+                continue;
+            };
+            let paths = match self.paths.paths(&id) {
                 Ok(p) if p.iter().any(|p| p.usable) => p,
                 _ => continue,
             };

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use sm_core::ids::ScsiId;
 use sm_core::scsi::{RelTgtPortId, ScsiTransport, TransportId};
 
 use crate::error::PrError;
@@ -16,7 +17,7 @@ use crate::error::PrError;
 /// Asked again whenever an operation needs the current set (paths appear while one runs).
 pub trait PathSource {
     /// The current paths of the LU `lu` (its WWID).
-    fn paths(&self, lu: &str) -> Result<Vec<Path>, PrError>;
+    fn paths(&self, lu: &ScsiId) -> Result<Vec<Path>, PrError>;
 }
 
 /// Who an I_T nexus is, in the terms READ FULL STATUS reports.

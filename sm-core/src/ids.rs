@@ -1,4 +1,4 @@
-//! Validated identifiers used at every boundary: SR and VDI uuids.
+//! Validated identifiers used at every boundary: SR, VDI and host uuids, SCSI ids.
 
 use std::fmt;
 
@@ -81,6 +81,53 @@ uuid_id!(
     "host uuid"
 );
 
+/// A SCSI logical unit's id as `scsi_id -g` prints it and multipath names its map by default
+/// (`3` + the NAA designator in hex for most arrays): 1 to 128 characters of ASCII letters,
+/// digits and `_ - . :`, so it is safe as a file name, a map name and a command argument.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ScsiId(String);
+
+impl ScsiId {
+    /// Validates `s` as it is (no trimming, case kept: multipath's map names keep it too).
+    pub fn new(s: &str) -> Result<ScsiId, IdError> {
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+        if ok {
+            Ok(ScsiId(s.to_string()))
+        } else {
+            Err(IdError {
+                kind: "SCSI id",
+                value: s.chars().take(64).collect(),
+            })
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ScsiId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for ScsiId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for ScsiId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +151,22 @@ mod tests {
             assert!(SrUuid::new(bad).is_err(), "{bad}");
         }
         assert_ne!(VdiUuid::random(), VdiUuid::random());
+    }
+
+    #[test]
+    fn validates_scsi_ids() {
+        for good in [
+            "360014055ab0c0de00060000000000000",
+            "SATA_QEMU_HARDDISK_QM00001",
+            "3:0.0-1",
+        ] {
+            assert_eq!(ScsiId::new(good).unwrap().as_str(), good);
+        }
+        let long = "3".repeat(129);
+        for bad in ["", " 36001", "3600/1", "../x", "36001\n", long.as_str()] {
+            let e = ScsiId::new(bad).unwrap_err();
+            assert_eq!(e.kind, "SCSI id", "{bad}");
+        }
+        assert!(ScsiId::new(&"3".repeat(128)).is_ok());
     }
 }

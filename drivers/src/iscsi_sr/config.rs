@@ -7,6 +7,7 @@ use multipath::iscsi::login::TargetName;
 use multipath::iscsi::{Auth, Chap, DEFAULT_PORT, Iqn, Portal};
 use sm_core::driver::{ConfigKey, Ctx};
 use sm_core::errors::{SmCode, SmError, SmResult};
+use sm_core::ids::ScsiId;
 use sm_core::secret::Secret;
 
 /// sm's configuration keys of an iSCSI SR (the driver_info `configuration` list).
@@ -65,7 +66,7 @@ pub struct IscsiConfig {
     /// `targetIQN`, when given.
     pub target_name: Option<TargetName>,
     /// `SCSIid`, when given.
-    pub scsi_id: Option<String>,
+    pub scsi_id: Option<ScsiId>,
     /// CHAP.
     pub auth: Auth,
     /// `multihomed`.
@@ -100,12 +101,9 @@ fn chap(cx: &Ctx<'_>, user_key: &str, pass_key: &str) -> SmResult<Option<Chap>> 
     }
 }
 
-/// Whether `s` can be a SCSI id (`scsi_id -g` output: hex and a few separators).
-pub fn valid_scsi_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+/// `SCSIid` of device_config as a [`ScsiId`] (fault 107 naming the bad value).
+pub fn scsi_id(s: &str) -> SmResult<ScsiId> {
+    ScsiId::new(s).map_err(|_| SmError::msg(SmCode::ConfigSCSIid, format!("SCSIid {s:?}")))
 }
 
 impl IscsiConfig {
@@ -172,13 +170,10 @@ impl IscsiConfig {
                 })?))
             }
         };
-        let scsi_id = match d.get_nonempty("SCSIid").map(str::trim) {
-            None => None,
-            Some(s) if valid_scsi_id(s) => Some(s.to_string()),
-            Some(s) => {
-                return Err(SmError::msg(SmCode::ConfigSCSIid, format!("SCSIid {s:?}")));
-            }
-        };
+        let scsi_id = d
+            .get_nonempty("SCSIid")
+            .map(|s| scsi_id(s.trim()))
+            .transpose()?;
         let multihomed = match d.get_nonempty("multihomed") {
             Some(v) => v.trim().eq_ignore_ascii_case("true"),
             None => multihomed_default,

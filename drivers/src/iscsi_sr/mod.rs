@@ -32,6 +32,7 @@ use multipath::iscsi::{Iqn, initiator, luns};
 use multipath::{ErrorKind, MultipathError, System, dm};
 use sm_core::driver::Ctx;
 use sm_core::errors::{SmCode, SmError, SmResult};
+use sm_core::ids::ScsiId;
 
 pub use config::{CONFIGURATION, IscsiConfig};
 
@@ -170,7 +171,7 @@ impl<'a> IscsiSr<'a> {
 
     /// The target and the SCSI id; without `targetIQN` the IQN listing and fault 96, without
     /// `SCSIid` the LUN listing (`<iscsi-target>`) on stderr and fault 107, as sm's `load`.
-    pub fn require_complete(&self) -> SmResult<(TargetName, String)> {
+    pub fn require_complete(&self) -> SmResult<(TargetName, ScsiId)> {
         let target = self.require_target()?;
         match &self.cfg.scsi_id {
             Some(s) => Ok((target, s.clone())),
@@ -192,7 +193,9 @@ impl<'a> IscsiSr<'a> {
         };
         let own = self.cx.xapi()?.sr_get_by_uuid(sr_uuid).ok();
         for p in pbd::all(self.cx)? {
-            if Some(&p.sr) != own.as_ref() && p.device_config.get("SCSIid") == Some(id) {
+            if Some(&p.sr) != own.as_ref()
+                && p.device_config.get("SCSIid").map(String::as_str) == Some(id.as_str())
+            {
                 return Err(SmError::msg(
                     SmCode::SRInUse,
                     format!("LUN {id} is used by SR {} (PBD {})", p.sr, p.pbd),
@@ -211,7 +214,7 @@ impl<'a> IscsiSr<'a> {
         for p in pbd::all(self.cx)? {
             if p.host == self.cx.req.host_ref
                 && p.attached
-                && p.device_config.get("SCSIid") == Some(id)
+                && p.device_config.get("SCSIid").map(String::as_str) == Some(id.as_str())
             {
                 return Err(SmError::msg(
                     SmCode::SRInUse,
@@ -225,7 +228,7 @@ impl<'a> IscsiSr<'a> {
     /// Logs `sr` in, waits for LU `scsi_id` and its multipath map, and makes sure an
     /// active/optimized group serves it ([`connect::connect`]). On failure, what this call
     /// logged in is logged out.
-    pub fn connect(&self, sr: &str, scsi_id: &str) -> SmResult<ConnectedLu> {
+    pub fn connect(&self, sr: &str, scsi_id: &ScsiId) -> SmResult<ConnectedLu> {
         let target = self.cfg.target_name.clone().ok_or_else(|| {
             SmError::msg(
                 SmCode::ConfigTargetIQNMissing,
@@ -251,7 +254,7 @@ impl<'a> IscsiSr<'a> {
 
     /// Counts the LU's paths again (no SCSI command beyond one INQUIRY and RTPG) and records
     /// them; for sr_scan and sr_update. Returns `(active, max)`.
-    pub fn refresh_paths(&self, scsi_id: &str) -> SmResult<Option<(usize, usize)>> {
+    pub fn refresh_paths(&self, scsi_id: &ScsiId) -> SmResult<Option<(usize, usize)>> {
         let target = match &self.cfg.target_name {
             Some(TargetName::Exact(i)) => Some(i),
             _ => None,
@@ -265,7 +268,7 @@ impl<'a> IscsiSr<'a> {
     }
 
     /// Removes the path keys from the PBD (sr_detach).
-    pub fn forget_paths(&self, scsi_id: &str) -> SmResult<()> {
+    pub fn forget_paths(&self, scsi_id: &ScsiId) -> SmResult<()> {
         pbd::forget_paths(self.cx, scsi_id)
     }
 
@@ -303,7 +306,7 @@ impl<'a> IscsiSr<'a> {
     /// Makes LU `scsi_id` of the targets `sr` is logged in to usable: its multipath map with
     /// every path, an active/optimized group serving it (see [`IscsiSr::connect`]). Fault 107
     /// when the sessions have no such LU.
-    pub fn open(&self, sr: &str, scsi_id: &str) -> SmResult<ConnectedLu> {
+    pub fn open(&self, sr: &str, scsi_id: &ScsiId) -> SmResult<ConnectedLu> {
         let targets = self.counted_targets(sr);
         if targets.is_empty() {
             return Err(SmError::msg(
@@ -317,11 +320,11 @@ impl<'a> IscsiSr<'a> {
 
     /// Removes LU `scsi_id`'s multipath map (`multipath -f`); no map is not an error, a map
     /// still open is (`SRUnavailable`).
-    pub fn close(&self, scsi_id: &str) -> SmResult<()> {
+    pub fn close(&self, scsi_id: &ScsiId) -> SmResult<()> {
         dm::flush_map_of(
             self.sys.multipathd.as_ref(),
             self.sys.runner.as_ref(),
-            scsi_id,
+            scsi_id.as_str(),
         )
         .map_err(|e| fault(SmCode::SRUnavailable, e))
     }
@@ -330,7 +333,7 @@ impl<'a> IscsiSr<'a> {
     /// sr_probe): the sessions are not kept.
     pub fn with_lun<T>(
         &self,
-        scsi_id: &str,
+        scsi_id: &ScsiId,
         f: impl FnOnce(&ConnectedLu) -> SmResult<T>,
     ) -> SmResult<T> {
         let tmp = uuid::Uuid::new_v4().to_string();

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use sm_core::driver::Ctx;
 use sm_core::errors::{SmCode, SmError, SmResult};
+use sm_core::ids::ScsiId;
 use sm_core::xmlrpc::Value;
 
 /// One PBD record, as far as iSCSI SRs care.
@@ -58,7 +59,7 @@ pub fn mine(cx: &Ctx<'_>) -> SmResult<Option<String>> {
 }
 
 /// The key holding the path counts of `scsi_id`.
-pub fn mpath_key(scsi_id: &str) -> String {
+pub fn mpath_key(scsi_id: &ScsiId) -> String {
     format!("mpath-{scsi_id}")
 }
 
@@ -74,7 +75,7 @@ pub fn parse_counts(v: &str) -> Option<(usize, usize)> {
 /// Returns what was written.
 pub fn record_paths(
     cx: &Ctx<'_>,
-    scsi_id: &str,
+    scsi_id: &ScsiId,
     active: usize,
     total: usize,
     sessions: usize,
@@ -104,7 +105,7 @@ pub fn record_paths(
 }
 
 /// Removes the keys [`record_paths`] wrote (sr_detach).
-pub fn forget_paths(cx: &Ctx<'_>, scsi_id: &str) -> SmResult<()> {
+pub fn forget_paths(cx: &Ctx<'_>, scsi_id: &ScsiId) -> SmResult<()> {
     let Some(pbd) = mine(cx)? else {
         return Ok(());
     };
@@ -148,6 +149,6 @@ mod tests {
         assert_eq!(parse_counts("[2, 2]"), Some((2, 2)));
         assert_eq!(parse_counts("[1,4]"), Some((1, 4)));
         assert_eq!(parse_counts("2/2"), None);
-        assert_eq!(mpath_key("3600"), "mpath-3600");
+        assert_eq!(mpath_key(&ScsiId::new("3600").unwrap()), "mpath-3600");
     }
 }

@@ -16,6 +16,7 @@ use sm_core::scsi::AccessState;
 
 use super::*;
 use crate::testing::FakeXapi;
+use sm_core::ids::ScsiId;
 
 pub(crate) const SR: &str = "7f0e1c3a-1b2c-4d5e-8f90-a1b2c3d4e5f6";
 pub(crate) const HOST: &str = "OpaqueRef:host-a";
@@ -230,7 +231,7 @@ fn connect_records_and_disconnects() {
     let req = request(&d);
     let cx = Ctx::new(&req, &w.host);
     let sr = IscsiSr::load(&cx, &w.lab.sys, true).unwrap();
-    let lun = sr.connect(SR, LUN1).unwrap();
+    let lun = sr.connect(SR, &ScsiId::new(LUN1).unwrap()).unwrap();
     assert_eq!(lun.map, w.lab.sys.dev_path(&format!("mapper/{LUN1}")));
     assert_eq!((lun.active_paths, lun.total_paths, lun.sessions), (2, 2, 2));
     assert!(lun.alua.is_none());
@@ -258,8 +259,11 @@ fn connect_records_and_disconnects() {
             "\"dev\" : \"sdn\",\n            \"dev_t\" : \"8:208\",\n            \"dm_st\" : \"active\",\n            \"dev_st\" : \"running\",\n            \"chk_st\" : \"ready\"",
             "\"dev\" : \"sdn\",\n            \"dev_t\" : \"8:208\",\n            \"dm_st\" : \"failed\",\n            \"dev_st\" : \"running\",\n            \"chk_st\" : \"faulty\"",
         ));
-    assert_eq!(sr.refresh_paths(LUN1).unwrap(), Some((1, 2)));
-    sr.forget_paths(LUN1).unwrap();
+    assert_eq!(
+        sr.refresh_paths(&ScsiId::new(LUN1).unwrap()).unwrap(),
+        Some((1, 2))
+    );
+    sr.forget_paths(&ScsiId::new(LUN1).unwrap()).unwrap();
     assert!(
         w.xapi.state().pbds["OpaqueRef:pbd-mine"]["other_config"]
             .to_string_map()
@@ -281,7 +285,10 @@ fn bad_input_leaves_nothing_logged_in() {
     let cx = Ctx::new(&req, &w.host);
     let sr = IscsiSr::load(&cx, &w.lab.sys, true).unwrap();
     let e = sr
-        .connect(SR, "360014055ab0c1de00990000000000000")
+        .connect(
+            SR,
+            &ScsiId::new("360014055ab0c1de00990000000000000").unwrap(),
+        )
         .unwrap_err();
     assert_eq!(e.code.value(), 107, "{e:?}");
     assert_eq!(t2_sessions(&w), 0);
@@ -308,7 +315,7 @@ fn bad_input_leaves_nothing_logged_in() {
         &fixture("iscsiadm-discovery-t2.stdout"),
         "",
     );
-    let e = sr.connect(SR, LUN1).unwrap_err();
+    let e = sr.connect(SR, &ScsiId::new(LUN1).unwrap()).unwrap_err();
     assert_eq!(e.code.value(), 83, "{e:?}");
     assert!(cx.take_stderr().contains("<iscsi-target-iqns>"));
 
@@ -333,7 +340,13 @@ fn bad_input_leaves_nothing_logged_in() {
     let req = request(T2_DCONF);
     let cx = Ctx::new(&req, &w.host);
     let sr = IscsiSr::load(&cx, &w.lab.sys, true).unwrap();
-    assert_eq!(sr.connect(SR, LUN1).unwrap_err().code.value(), 68);
+    assert_eq!(
+        sr.connect(SR, &ScsiId::new(LUN1).unwrap())
+            .unwrap_err()
+            .code
+            .value(),
+        68
+    );
     assert_eq!(t2_sessions(&w), 0);
 
     // Unreachable portals.
@@ -343,7 +356,13 @@ fn bad_input_leaves_nothing_logged_in() {
     let req = request(T2_DCONF);
     let cx = Ctx::new(&req, &w.host);
     let sr = IscsiSr::load(&cx, &w.lab.sys, true).unwrap();
-    assert_eq!(sr.connect(SR, LUN1).unwrap_err().code.value(), 141);
+    assert_eq!(
+        sr.connect(SR, &ScsiId::new(LUN1).unwrap())
+            .unwrap_err()
+            .code
+            .value(),
+        141
+    );
     assert!(w.lab.runner.calls().is_empty());
 }
 
@@ -379,7 +398,13 @@ fn another_initiator_name_with_sessions_is_refused() {
     ]);
     let cx = Ctx::new(&req, &w.host);
     let sr = IscsiSr::load(&cx, &w.lab.sys, true).unwrap();
-    assert_eq!(sr.connect(SR, LUN1).unwrap_err().code.value(), 70);
+    assert_eq!(
+        sr.connect(SR, &ScsiId::new(LUN1).unwrap())
+            .unwrap_err()
+            .code
+            .value(),
+        70
+    );
 }
 
 #[test]
@@ -393,7 +418,7 @@ fn an_lu_without_optimized_group_gets_one() {
     let cx = Ctx::new(&req, &w.host);
     let mut sr = IscsiSr::load(&cx, &w.lab.sys, true).unwrap();
     sr.settings.alua.host = std::time::Duration::ZERO;
-    let lun = sr.connect(SR, LUN1).unwrap();
+    let lun = sr.connect(SR, &ScsiId::new(LUN1).unwrap()).unwrap();
     let r = lun.alua.expect("an ALUA change");
     assert_eq!(r.changes[0].tpg_id, 1);
     assert_eq!(
@@ -411,7 +436,7 @@ fn a_target_attached_whole_opens_and_closes_luns() {
     let cx = Ctx::new(&req, &w.host);
     let sr = IscsiSr::load(&cx, &w.lab.sys, true).unwrap();
     assert_eq!(
-        code(sr.open(SR, LUN1)),
+        code(sr.open(SR, &ScsiId::new(LUN1).unwrap())),
         47,
         "not attached yet: SRUnavailable"
     );
@@ -424,11 +449,17 @@ fn a_target_attached_whole_opens_and_closes_luns() {
     assert_eq!(sr.counted_targets(SR), targets);
     let luns = sr.luns(SR);
     assert_eq!(luns.iter().map(|l| l.lun).collect::<Vec<_>>(), [0, 1]);
-    let lun = sr.open(SR, LUN1).unwrap();
+    let lun = sr.open(SR, &ScsiId::new(LUN1).unwrap()).unwrap();
     assert_eq!(lun.map, w.lab.sys.dev_path(&format!("mapper/{LUN1}")));
     assert_eq!((lun.active_paths, lun.total_paths), (2, 2));
-    assert_eq!(code(sr.open(SR, "360014055ab0c1de00990000000000000")), 107);
-    sr.close(LUN1).unwrap();
+    assert_eq!(
+        code(sr.open(
+            SR,
+            &ScsiId::new("360014055ab0c1de00990000000000000").unwrap()
+        )),
+        107
+    );
+    sr.close(&ScsiId::new(LUN1).unwrap()).unwrap();
     let calls: Vec<String> = w.lab.runner.calls().iter().map(|c| c.join(" ")).collect();
     assert!(calls.contains(&format!("multipath -f {LUN1}")), "{calls:?}");
     sr.disconnect(SR).unwrap();
@@ -458,7 +489,7 @@ fn each_connect_step_has_its_smapi_code() {
         ),
         (
             ConnectError::LuDisks {
-                scsi_id: lu(),
+                scsi_id: ScsiId::new(&lu()).unwrap(),
                 target: t2(),
                 source: Box::new(timeout()),
             },
@@ -466,43 +497,48 @@ fn each_connect_step_has_its_smapi_code() {
         ),
         (
             ConnectError::NoDisk {
-                scsi_id: lu(),
+                scsi_id: ScsiId::new(&lu()).unwrap(),
                 targets: vec![t2()],
             },
             107,
         ),
         (
             ConnectError::Map {
-                scsi_id: lu(),
+                scsi_id: ScsiId::new(&lu()).unwrap(),
                 source: Box::new(timeout()),
             },
             432,
         ),
         (
             ConnectError::Discover {
-                scsi_id: lu(),
+                scsi_id: ScsiId::new(&lu()).unwrap(),
                 source: Box::new(timeout()),
             },
             47,
         ),
-        (ConnectError::NotDiscovered { scsi_id: lu() }, 432),
+        (
+            ConnectError::NotDiscovered {
+                scsi_id: ScsiId::new(&lu()).unwrap(),
+            },
+            432,
+        ),
         (
             ConnectError::Serve {
-                scsi_id: lu(),
+                scsi_id: ScsiId::new(&lu()).unwrap(),
                 source: ServeError::NoActiveGroup { lu: lu() },
             },
             47,
         ),
         (
             ConnectError::Serve {
-                scsi_id: lu(),
+                scsi_id: ScsiId::new(&lu()).unwrap(),
                 source: ServeError::NoCandidate { lu: lu() },
             },
             47,
         ),
         (
             ConnectError::Serve {
-                scsi_id: lu(),
+                scsi_id: ScsiId::new(&lu()).unwrap(),
                 source: ServeError::SetAccess {
                     lu: lu(),
                     tpg_id: 1,
@@ -518,7 +554,7 @@ fn each_connect_step_has_its_smapi_code() {
     }
     // The opterr is the cause's text, as before the workflow moved.
     let e = map(ConnectError::NoDisk {
-        scsi_id: lu(),
+        scsi_id: ScsiId::new(&lu()).unwrap(),
         targets: vec![t2()],
     });
     assert_eq!(
@@ -526,7 +562,7 @@ fn each_connect_step_has_its_smapi_code() {
         Some(format!("no LUN with SCSIid {LUN1} on {T2_IQN}").as_str())
     );
     let e = map(ConnectError::Map {
-        scsi_id: lu(),
+        scsi_id: ScsiId::new(&lu()).unwrap(),
         source: Box::new(timeout()),
     });
     assert_eq!(e.detail.as_deref(), Some("x did not happen within 1s: y"));

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use multipath::System;
 use sm_core::driver::Ctx;
 use sm_core::errors::{SmCode, SmError, SmResult};
+use sm_core::ids::ScsiId;
 
 use crate::iscsi_sr::{self, IscsiSr};
 
@@ -16,10 +17,9 @@ use crate::iscsi_sr::{self, IscsiSr};
 const MULTIHOMED_DEFAULT: bool = true;
 
 /// The SR's SCSI id from device_config (fault 107 when missing or malformed).
-pub fn scsi_id(cx: &Ctx<'_>) -> SmResult<String> {
+pub fn scsi_id(cx: &Ctx<'_>) -> SmResult<ScsiId> {
     match cx.dconf().get_nonempty("SCSIid").map(str::trim) {
-        Some(s) if iscsi_sr::config::valid_scsi_id(s) => Ok(s.to_string()),
-        Some(s) => Err(SmError::msg(SmCode::ConfigSCSIid, format!("SCSIid {s:?}"))),
+        Some(s) => iscsi_sr::config::scsi_id(s),
         None => Err(SmError::msg(
             SmCode::ConfigSCSIid,
             "device_config has no SCSIid",
@@ -55,10 +55,10 @@ impl IscsiLun {
     pub fn device(&self, cx: &Ctx<'_>) -> SmResult<PathBuf> {
         let id = scsi_id(cx)?;
         let sys = self.sys(cx);
-        let name = multipath::dm::show_map(sys.multipathd.as_ref(), &id)
+        let name = multipath::dm::show_map(sys.multipathd.as_ref(), id.as_str())
             .ok()
             .flatten()
-            .map_or(id, |m| m.name);
+            .map_or_else(|| id.to_string(), |m| m.name);
         Ok(sys.dev_path(&format!("mapper/{name}")))
     }
 

@@ -12,6 +12,7 @@ use reservations::fence::PoolOwners;
 use reservations::{Activation, Path, PathSource, Policy, PoolKeys, PrError, PrKey};
 use sm_core::driver::Ctx;
 use sm_core::errors::{SmCode, SmError, SmResult};
+use sm_core::ids::ScsiId;
 
 use super::Storage;
 use crate::activation::host_key;
@@ -105,7 +106,7 @@ struct StoragePaths<'a> {
 }
 
 impl PathSource for StoragePaths<'_> {
-    fn paths(&self, lu: &str) -> Result<Vec<Path>, PrError> {
+    fn paths(&self, lu: &ScsiId) -> Result<Vec<Path>, PrError> {
         self.storage.paths(self.cx, lu)
     }
 }
@@ -115,7 +116,7 @@ pub fn activate(
     cx: &Ctx<'_>,
     storage: &dyn Storage,
     vdi: &str,
-    scsi_id: &str,
+    scsi_id: &ScsiId,
     writable: bool,
 ) -> SmResult<()> {
     let host = host_ref(cx)?;
@@ -126,7 +127,7 @@ pub fn activate(
             e.activate(scsi_id).map_err(|e| fault(vdi, e))
         })?;
         for f in &done.acquired.fenced {
-            tracing::warn!(vdi, scsi_id, "FENCED {f} to activate the VDI");
+            tracing::warn!(vdi, %scsi_id, "FENCED {f} to activate the VDI");
         }
         let late = &done.rechecked.registered_late;
         if !late.is_empty() {
@@ -150,7 +151,12 @@ pub fn activate(
 }
 
 /// vdi_deactivate: release and unregister (verified), then forget the record. Idempotent.
-pub fn deactivate(cx: &Ctx<'_>, storage: &dyn Storage, vdi: &str, scsi_id: &str) -> SmResult<()> {
+pub fn deactivate(
+    cx: &Ctx<'_>,
+    storage: &dyn Storage,
+    vdi: &str,
+    scsi_id: &ScsiId,
+) -> SmResult<()> {
     let host = host_ref(cx)?;
     let x = cx.xapi()?;
     let key = host_key(host);

@@ -14,6 +14,7 @@ use reservations::slaves::paths_of_map;
 use reservations::{Path, PrError};
 use sm_core::driver::Ctx;
 use sm_core::errors::{SmCode, SmError, SmResult};
+use sm_core::ids::ScsiId;
 use sm_core::probe_xml::{Listing, Record};
 
 use super::{LunInfo, Storage};
@@ -146,12 +147,12 @@ impl Storage for IscsiStorage {
         Ok(sr.luns(&uuid).into_iter().map(lun_info).collect())
     }
 
-    fn open(&self, cx: &Ctx<'_>, scsi_id: &str) -> SmResult<PathBuf> {
+    fn open(&self, cx: &Ctx<'_>, scsi_id: &ScsiId) -> SmResult<PathBuf> {
         let sys = self.sys(cx);
         let sr = Self::load(cx, &sys)?;
         let lun = sr.open(cx.sr_uuid()?.as_ref(), scsi_id)?;
         tracing::debug!(
-            lun = scsi_id,
+            lun = %scsi_id,
             active = lun.active_paths,
             total = lun.total_paths,
             "map ready"
@@ -159,16 +160,16 @@ impl Storage for IscsiStorage {
         Ok(lun.map)
     }
 
-    fn close(&self, cx: &Ctx<'_>, scsi_id: &str) -> SmResult<()> {
+    fn close(&self, cx: &Ctx<'_>, scsi_id: &ScsiId) -> SmResult<()> {
         let sys = self.sys(cx);
         let sr = Self::load(cx, &sys)?;
         sr.close(scsi_id)
     }
 
     /// The slaves of the LUN's map (named by multipathd, the SCSI id unless aliased).
-    fn paths(&self, cx: &Ctx<'_>, scsi_id: &str) -> Result<Vec<Path>, PrError> {
+    fn paths(&self, cx: &Ctx<'_>, scsi_id: &ScsiId) -> Result<Vec<Path>, PrError> {
         let sys = self.sys(cx);
-        let map = multipath::dm::show_map(sys.multipathd.as_ref(), scsi_id)
+        let map = multipath::dm::show_map(sys.multipathd.as_ref(), scsi_id.as_str())
             .ok()
             .flatten()
             .map_or_else(|| scsi_id.to_string(), |m| m.name);
@@ -255,9 +256,9 @@ mod tests {
         assert_eq!(luns.iter().map(|l| l.lun).collect::<Vec<_>>(), [0, 1]);
         let l1 = luns.iter().find(|l| l.scsi_id == LUN1).unwrap();
         assert!(l1.size > 0 && !l1.serial.is_empty(), "{l1:?}");
-        let map = st.open(&cx, LUN1).unwrap();
+        let map = st.open(&cx, &ScsiId::new(LUN1).unwrap()).unwrap();
         assert_eq!(map, w.lab.sys.dev_path(&format!("mapper/{LUN1}")));
-        st.close(&cx, LUN1).unwrap();
+        st.close(&cx, &ScsiId::new(LUN1).unwrap()).unwrap();
         st.detach(&cx).unwrap();
         assert_eq!(t2_sessions(&w), 0, "logged out at detach");
         let calls: Vec<String> = w.lab.runner.calls().iter().map(|c| c.join(" ")).collect();

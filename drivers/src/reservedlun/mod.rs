@@ -25,6 +25,7 @@ use multipath::dm::Multipathd;
 use reservations::{Path, PrError};
 use sm_core::driver::{Capability, ConfigKey, Ctx, Driver, DriverInfo, VdiCreate};
 use sm_core::errors::{SmCode, SmError, SmResult};
+use sm_core::ids::ScsiId;
 use sm_core::response::{AttachInfo, VdiLocation};
 
 pub use iscsi::IscsiStorage;
@@ -124,12 +125,12 @@ pub trait Storage: Sync {
     /// Every LUN of the target, as this host sees it.
     fn luns(&self, cx: &Ctx<'_>) -> SmResult<Vec<LunInfo>>;
     /// Makes `/dev/mapper/<scsi_id>` exist, served by an active/optimized TPG; returns it.
-    fn open(&self, cx: &Ctx<'_>, scsi_id: &str) -> SmResult<PathBuf>;
+    fn open(&self, cx: &Ctx<'_>, scsi_id: &ScsiId) -> SmResult<PathBuf>;
     /// Flushes the LUN's map.
-    fn close(&self, cx: &Ctx<'_>, scsi_id: &str) -> SmResult<()>;
+    fn close(&self, cx: &Ctx<'_>, scsi_id: &ScsiId) -> SmResult<()>;
     /// The LUN's paths (its map's SCSI disks), with their nexus ids, read now (the
     /// reservation engine's [`reservations::PathSource`]).
-    fn paths(&self, cx: &Ctx<'_>, scsi_id: &str) -> Result<Vec<Path>, PrError>;
+    fn paths(&self, cx: &Ctx<'_>, scsi_id: &ScsiId) -> Result<Vec<Path>, PrError>;
     /// This host's multipathd, for the maps' reservation keys.
     fn multipathd(&self, cx: &Ctx<'_>) -> Arc<dyn Multipathd>;
 }
@@ -140,14 +141,22 @@ pub struct ReservedLunSr<S: Storage>(pub S);
 /// The driver xapi runs as `ReservedLUNSR`: the iSCSI + multipath layer of the calling host.
 pub static DRIVER: ReservedLunSr<IscsiStorage> = ReservedLunSr(IscsiStorage::host());
 
-/// The VDI's SCSI id: its location.
-fn scsi_id(cx: &Ctx<'_>) -> SmResult<String> {
-    if let Some(l) = cx.req.vdi_location.as_deref().filter(|l| !l.is_empty()) {
-        return Ok(l.to_string());
-    }
-    let x = cx.xapi()?;
-    let r = x.vdi_get_by_uuid(cx.vdi_uuid()?.as_str())?;
-    Ok(x.vdi_get_record(&r)?.location)
+/// The VDI's SCSI id: its location (fault 107 when that is not a SCSI id).
+fn scsi_id(cx: &Ctx<'_>) -> SmResult<ScsiId> {
+    let location = match cx.req.vdi_location.as_deref().filter(|l| !l.is_empty()) {
+        Some(l) => l.to_string(),
+        None => {
+            let x = cx.xapi()?;
+            let r = x.vdi_get_by_uuid(cx.vdi_uuid()?.as_str())?;
+            x.vdi_get_record(&r)?.location
+        }
+    };
+    ScsiId::new(&location).map_err(|_| {
+        SmError::msg(
+            SmCode::ConfigSCSIid,
+            format!("the VDI's location {location:?} is not a SCSI id"),
+        )
+    })
 }
 
 fn vdi_ref(cx: &Ctx<'_>) -> SmResult<String> {
@@ -246,7 +255,7 @@ impl<S: Storage> Driver for ReservedLunSr<S> {
         self.0
             .paths(cx, &id)
             .and_then(|paths| reservations::Lu::new(id.as_str(), &paths).check_type(policy.pr_type))
-            .map_err(|e| exclusive::fault(&id, e))?;
+            .map_err(|e| exclusive::fault(id.as_str(), e))?;
         Ok(AttachInfo {
             params: Some(map.display().to_string()),
             params_nbd: String::new(),

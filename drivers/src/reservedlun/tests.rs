@@ -64,15 +64,15 @@ impl Storage for FakeStorage {
     fn luns(&self, _cx: &Ctx<'_>) -> SmResult<Vec<LunInfo>> {
         Ok(self.luns.iter().map(|l| l.0.clone()).collect())
     }
-    fn open(&self, _cx: &Ctx<'_>, scsi_id: &str) -> SmResult<PathBuf> {
+    fn open(&self, _cx: &Ctx<'_>, scsi_id: &ScsiId) -> SmResult<PathBuf> {
         Ok(PathBuf::from(format!("/dev/mapper/{scsi_id}")))
     }
-    fn close(&self, _cx: &Ctx<'_>, _scsi_id: &str) -> SmResult<()> {
+    fn close(&self, _cx: &Ctx<'_>, _scsi_id: &ScsiId) -> SmResult<()> {
         Ok(())
     }
-    fn paths(&self, _cx: &Ctx<'_>, scsi_id: &str) -> Result<Vec<Path>, PrError> {
+    fn paths(&self, _cx: &Ctx<'_>, scsi_id: &ScsiId) -> Result<Vec<Path>, PrError> {
         Ok(self
-            .fake_paths(scsi_id)
+            .fake_paths(scsi_id.as_str())
             .into_iter()
             .map(|f| {
                 let n = f.nexus().clone();

@@ -56,21 +56,24 @@ fn fast() -> Settings {
 #[test]
 fn connect_settles_the_lu_and_disconnect_logs_out() {
     let lab = lab();
-    let lun = connect(&lab.sys, &spec(), SR, LUN1, &fast()).unwrap();
+    let lun = connect(&lab.sys, &spec(), SR, &ScsiId::new(LUN1).unwrap(), &fast()).unwrap();
     assert_eq!(lun.map, lab.sys.dev_path(&format!("mapper/{LUN1}")));
     assert_eq!(lun.targets, [t2()]);
     assert_eq!((lun.active_paths, lun.total_paths, lun.sessions), (2, 2, 2));
     assert!(lun.alua.is_none(), "group 1 is active/optimized already");
     assert_eq!(login::counted_targets(&lab.sys, SR), [t2()]);
     assert_eq!(
-        path_counts(&lab.sys, LUN1, Some(&t2())).unwrap(),
+        path_counts(&lab.sys, &ScsiId::new(LUN1).unwrap(), Some(&t2())).unwrap(),
         Some(PathCounts {
             active: 2,
             total: 2,
             sessions: 2
         })
     );
-    assert_eq!(path_counts(&lab.sys, NO_SUCH_LUN, None).unwrap(), None);
+    assert_eq!(
+        path_counts(&lab.sys, &ScsiId::new(NO_SUCH_LUN).unwrap(), None).unwrap(),
+        None
+    );
     disconnect(&lab.sys, SR).unwrap();
     assert_eq!(sessions(&lab.sys, &[t2()]), 0);
     assert!(login::counted_targets(&lab.sys, SR).is_empty());
@@ -80,7 +83,14 @@ fn connect_settles_the_lu_and_disconnect_logs_out() {
 #[test]
 fn an_lu_the_target_lacks_fails_and_logs_out() {
     let lab = lab();
-    let e = connect(&lab.sys, &spec(), SR, NO_SUCH_LUN, &fast()).unwrap_err();
+    let e = connect(
+        &lab.sys,
+        &spec(),
+        SR,
+        &ScsiId::new(NO_SUCH_LUN).unwrap(),
+        &fast(),
+    )
+    .unwrap_err();
     assert!(matches!(e, ConnectError::NoDisk { .. }), "{e:?}");
     assert_eq!(
         e.to_string(),
@@ -95,7 +105,7 @@ fn a_refused_login_is_the_login_step() {
     let lab = LabFake::with_iscsid();
     lab.net.set_up("10.99.0.1:3260", false);
     lab.net.set_up("10.99.0.2:3260", false);
-    let e = connect(&lab.sys, &spec(), SR, LUN1, &fast()).unwrap_err();
+    let e = connect(&lab.sys, &spec(), SR, &ScsiId::new(LUN1).unwrap(), &fast()).unwrap_err();
     match e {
         ConnectError::Login(m) => assert_eq!(m.kind(), crate::ErrorKind::Unreachable),
         other => panic!("{other:?}"),
@@ -108,7 +118,7 @@ fn an_lu_without_an_optimized_group_gets_one_and_is_counted_again() {
     let lu = lab.lu(LUN1);
     lu.set_group_state(TpgId(1), AccessState::Standby);
     lu.set_group_state(TpgId(2), AccessState::Standby);
-    let lun = connect(&lab.sys, &spec(), SR, LUN1, &fast()).unwrap();
+    let lun = connect(&lab.sys, &spec(), SR, &ScsiId::new(LUN1).unwrap(), &fast()).unwrap();
     let r = lun.alua.expect("an ALUA change");
     assert_eq!(r.changes[0].tpg_id, 1);
     assert_eq!(lu.group_state(TpgId(1)), Some(AccessState::ActiveOptimized));
@@ -133,7 +143,7 @@ fn a_refused_alua_change_without_an_active_group_is_the_serve_step_and_logs_out(
         },
         1,
     );
-    let e = connect(&lab.sys, &spec(), SR, LUN1, &fast()).unwrap_err();
+    let e = connect(&lab.sys, &spec(), SR, &ScsiId::new(LUN1).unwrap(), &fast()).unwrap_err();
     assert!(
         matches!(
             e,
@@ -155,10 +165,15 @@ fn a_target_attached_whole_lists_and_settles_its_luns() {
     assert_eq!(login::counted_targets(&lab.sys, SR), targets);
     let listed = luns::targets_luns(&lab.sys, &targets, LUN_TIMEOUT);
     assert_eq!(listed.iter().map(|l| l.lun).collect::<Vec<_>>(), [0, 1]);
-    let lun = settle(&lab.sys, LUN1, &targets, &fast()).unwrap();
+    let lun = settle(&lab.sys, &ScsiId::new(LUN1).unwrap(), &targets, &fast()).unwrap();
     assert_eq!((lun.active_paths, lun.total_paths), (2, 2));
     assert!(matches!(
-        settle(&lab.sys, NO_SUCH_LUN, &targets, &fast()),
+        settle(
+            &lab.sys,
+            &ScsiId::new(NO_SUCH_LUN).unwrap(),
+            &targets,
+            &fast()
+        ),
         Err(ConnectError::NoDisk { .. })
     ));
     dm::flush_map_of(lab.sys.multipathd.as_ref(), lab.sys.runner.as_ref(), LUN1).unwrap();

@@ -37,7 +37,8 @@ impl Source {
 }
 
 impl PathSource for Source {
-    fn paths(&self, lu: &str) -> Result<Vec<Path>, PrError> {
+    fn paths(&self, lu: &ScsiId) -> Result<Vec<Path>, PrError> {
+        let lu = lu.as_str();
         let n = self.calls(lu);
         self.calls.lock().unwrap().push(lu.into());
         match self.sets.lock().unwrap().get(lu) {
@@ -130,7 +131,7 @@ fn activate_registers_paths_that_appear_before_the_recheck() {
     let md = Watching::new(&fake);
     let (policy, owners) = (Policy::default(), both_live());
     let done = engine(&src, &md, key_a(), &policy, &owners)
-        .activate(&fake.wwid())
+        .activate(&ScsiId::new(&fake.wwid()).unwrap())
         .unwrap();
     assert_eq!(
         src.calls(&fake.wwid()),
@@ -158,7 +159,7 @@ fn map_key_is_set_after_acquire_and_cleared_before_release() {
     let (policy, owners) = (Policy::default(), both_live());
     let e = engine(&src, &md, key_a(), &policy, &owners);
     let id = fake.wwid();
-    let done = e.activate(&id).unwrap();
+    let done = e.activate(&ScsiId::new(&id).unwrap()).unwrap();
     assert!(done.map_key && done.rechecked.unchanged);
     let k = key_a();
     let held = Some((k.get(), WERO));
@@ -170,7 +171,7 @@ fn map_key_is_set_after_acquire_and_cleared_before_release() {
         ],
         "the key goes to multipathd once the LU is ours"
     );
-    let gone = e.deactivate(&id).unwrap();
+    let gone = e.deactivate(&ScsiId::new(&id).unwrap()).unwrap();
     assert!(gone.map_key && !gone.released.unchanged);
     assert_eq!(
         md.seen()[2..],
@@ -182,7 +183,12 @@ fn map_key_is_set_after_acquire_and_cleared_before_release() {
     );
     assert!(fake.registrations().is_empty() && fake.reservation().is_none());
     // Idempotent: nothing left to release, the key is taken back again all the same.
-    assert!(e.deactivate(&id).unwrap().released.unchanged);
+    assert!(
+        e.deactivate(&ScsiId::new(&id).unwrap())
+            .unwrap()
+            .released
+            .unchanged
+    );
     assert_eq!(md.seen().len(), 6);
 }
 
@@ -198,18 +204,18 @@ fn a_refused_or_failed_map_key_is_a_warning_not_an_error() {
     // No `reservation_key file`: multipathd answers `fail`.
     let refusing = FakeMultipathd::new();
     let e = engine(&src, &refusing, key_a(), &policy, &owners);
-    assert!(!e.activate(&id).unwrap().map_key);
+    assert!(!e.activate(&ScsiId::new(&id).unwrap()).unwrap().map_key);
     assert_eq!(fake.reservation(), Some((key_a().get(), WERO)));
-    assert!(!e.deactivate(&id).unwrap().map_key);
+    assert!(!e.deactivate(&ScsiId::new(&id).unwrap()).unwrap().map_key);
     assert!(fake.registrations().is_empty());
     assert_eq!(refusing.commands().len(), 4, "{:?}", refusing.commands());
 
     // No daemon at all.
     let absent = multipath::dm::MultipathdSocket::at_abstract("/xsm-test/no-multipathd-here");
     let e = engine(&src, &absent, key_a(), &policy, &owners);
-    assert!(!e.activate(&id).unwrap().map_key);
+    assert!(!e.activate(&ScsiId::new(&id).unwrap()).unwrap().map_key);
     assert_eq!(fake.reservation(), Some((key_a().get(), WERO)));
-    assert!(!e.deactivate(&id).unwrap().map_key);
+    assert!(!e.deactivate(&ScsiId::new(&id).unwrap()).unwrap().map_key);
     assert!(fake.registrations().is_empty() && fake.reservation().is_none());
 }
 
@@ -227,10 +233,10 @@ fn a_refused_activation_hands_multipathd_no_key() {
     let (md_a, md_b) = (Watching::new(&fake), Watching::new(&fake));
     let (policy, owners) = (Policy::default(), both_live());
     engine(&src_a, &md_a, key_a(), &policy, &owners)
-        .activate(&fake.wwid())
+        .activate(&ScsiId::new(&fake.wwid()).unwrap())
         .unwrap();
     let e = engine(&src_b, &md_b, key_b(), &policy, &owners)
-        .activate(&fake.wwid())
+        .activate(&ScsiId::new(&fake.wwid()).unwrap())
         .unwrap_err();
     assert!(e.is_in_use() && e.to_string().contains("hostA"), "{e}");
     assert!(md_b.seen().is_empty(), "{:?}", md_b.seen());
@@ -261,7 +267,7 @@ fn a_preemption_before_the_recheck_fails_the_activation() {
     let md = Preempting(Watching::new(&fake), &b);
     let (policy, owners) = (Policy::default(), both_live());
     let e = engine(&src, &md, key_a(), &policy, &owners)
-        .activate(&fake.wwid())
+        .activate(&ScsiId::new(&fake.wwid()).unwrap())
         .unwrap_err();
     assert!(e.to_string().contains("no longer ours"), "{e}");
     assert_eq!(fake.reservation().map(|r| r.0), Some(key_b().get()));
@@ -281,14 +287,14 @@ fn clean_stale_keeps_active_luns_removes_stale_ones_and_never_fails() {
     let e = engine(&src, &md, key_a(), &policy, &owners);
     for lu in [active, stale, broken] {
         src.add(lu, vec![host(lu, IQN_A, 0x23d000000).paths]);
-        e.activate(&lu.wwid()).unwrap();
+        e.activate(&ScsiId::new(&lu.wwid()).unwrap()).unwrap();
     }
     let b = host(other, IQN_B, 0x23d000100);
     src.add(other, vec![host(other, IQN_A, 0x23d000000).paths]);
     let sb = Source::default();
     sb.add(other, vec![b.paths.clone()]);
     engine(&sb, &md, key_b(), &policy, &owners)
-        .activate(&other.wwid())
+        .activate(&ScsiId::new(&other.wwid()).unwrap())
         .unwrap();
     // Every PR OUT to `broken` now fails definitely.
     broken.script(None, &[0x5f], illegal(0x24), usize::MAX);
