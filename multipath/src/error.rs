@@ -1,13 +1,12 @@
 //! [`MultipathError`]: the one error type of the crate, with typed context. Drivers map it to
 //! an SMAPI code where the meaning is known (see [`MultipathError::kind`]).
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use sm_core::host::{LockError, RunError};
 use sm_core::scsi::ScsiError;
-
-use crate::iscsi::IscsiadmStatus;
 
 /// What a failure was about, for callers that pick an SMAPI code or a CLI exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,3 +219,72 @@ impl MultipathError {
 
 /// Results of this crate.
 pub type Result<T, E = MultipathError> = std::result::Result<T, E>;
+
+/// iscsiadm's exit statuses that matter (open-iscsi `include/iscsi_err.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IscsiadmStatus {
+    /// 15 `ISCSI_ERR_SESS_EXISTS`: already logged in.
+    SessionExists,
+    /// 21 `ISCSI_ERR_NO_OBJS_FOUND`: no such session or node record.
+    NoObjects,
+    /// 24 `ISCSI_ERR_LOGIN_AUTH_FAILED`: CHAP or ACL refused.
+    AuthFailed,
+    /// 13 `ISCSI_ERR_ACCESS`: permission denied.
+    AccessDenied,
+    /// 8 `ISCSI_ERR_TRANS_TIMEOUT`, 11 `ISCSI_ERR_PDU_TIMEOUT`: no answer.
+    TransportTimeout,
+    /// 4 `ISCSI_ERR_TRANS`: the connection could not be made.
+    ConnectFailed,
+    /// 5 `ISCSI_ERR_LOGIN`, 19 `ISCSI_ERR_FATAL_LOGIN`: the target refused the login.
+    LoginFailed,
+    /// Anything else.
+    Other(i32),
+}
+
+impl IscsiadmStatus {
+    /// Classifies an exit code.
+    pub fn from_code(code: i32) -> IscsiadmStatus {
+        match code {
+            15 => IscsiadmStatus::SessionExists,
+            21 => IscsiadmStatus::NoObjects,
+            24 => IscsiadmStatus::AuthFailed,
+            13 => IscsiadmStatus::AccessDenied,
+            8 | 11 => IscsiadmStatus::TransportTimeout,
+            4 => IscsiadmStatus::ConnectFailed,
+            5 | 19 => IscsiadmStatus::LoginFailed,
+            other => IscsiadmStatus::Other(other),
+        }
+    }
+}
+
+impl fmt::Display for IscsiadmStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IscsiadmStatus::SessionExists => f.write_str("session exists"),
+            IscsiadmStatus::NoObjects => f.write_str("no matching session or record"),
+            IscsiadmStatus::AuthFailed => f.write_str("authentication failed"),
+            IscsiadmStatus::AccessDenied => f.write_str("access denied"),
+            IscsiadmStatus::TransportTimeout => f.write_str("timed out"),
+            IscsiadmStatus::ConnectFailed => f.write_str("cannot connect"),
+            IscsiadmStatus::LoginFailed => f.write_str("login refused"),
+            IscsiadmStatus::Other(c) => write!(f, "exit status {c}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        assert_eq!(IscsiadmStatus::from_code(15), IscsiadmStatus::SessionExists);
+        assert_eq!(IscsiadmStatus::from_code(24), IscsiadmStatus::AuthFailed);
+        assert_eq!(
+            IscsiadmStatus::from_code(11),
+            IscsiadmStatus::TransportTimeout
+        );
+        assert_eq!(IscsiadmStatus::from_code(19), IscsiadmStatus::LoginFailed);
+        assert_eq!(IscsiadmStatus::from_code(99), IscsiadmStatus::Other(99));
+    }
+}
