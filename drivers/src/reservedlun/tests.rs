@@ -503,3 +503,28 @@ fn bad_policy_is_a_clear_fault() {
     assert_eq!(e.code, SmCode::ConfigParamsMissing);
     assert!(e.to_string().contains("reservation-type"), "{e}");
 }
+
+#[test]
+fn a_location_that_is_not_a_scsi_id_is_fault_107_and_nothing_is_reserved() {
+    let env = env();
+    let v = create(&env, 100 * MIB).unwrap();
+    let host = Host::with(
+        env.runner.clone(),
+        env._dir.path(),
+        Endpoint::parse(&format!("unix:{}", env.running.socket().display())).unwrap(),
+    );
+    for bad in ["../../dev/sda", "3600 1", "x".repeat(129).as_str()] {
+        let mut req = env.request(0, Command::VdiActivate, Some(&v.uuid));
+        req.vdi_location = Some(bad.to_string());
+        let cx = Ctx::new(&req, &host);
+        let e = env.hosts[0].vdi_activate(&cx, true).unwrap_err();
+        assert_eq!(e.code, SmCode::ConfigSCSIid, "{bad}: {e}");
+        assert!(e.to_string().contains("not a SCSI id"), "{e}");
+    }
+    assert_eq!(env.lu(&v.location).reservation(), None);
+    assert!(
+        !env.sm_config(&v.uuid)
+            .keys()
+            .any(|k| k.starts_with("host_"))
+    );
+}
