@@ -185,7 +185,7 @@ fn kernel_state(s: &str) -> Option<AccessState> {
 fn path_state(
     disk: Option<&ScsiDisk>,
     session: Option<&IscsiSession>,
-    mp: Option<&dm::Path>,
+    mp: Option<&dm::MapPath>,
     tpg: Option<TpgState>,
     probe_error: Option<&Condition>,
     disabled: bool,

@@ -14,7 +14,7 @@ use sm_core::scsi::{
 };
 
 use crate::error::PrError;
-use crate::path::Path;
+use crate::path::PrPath;
 use crate::state::LuState;
 
 /// How a PR OUT on one path ended.
@@ -65,14 +65,14 @@ impl OutResult {
 /// One multipath LU and its paths.
 pub struct Lu<'a> {
     id: String,
-    paths: &'a [Path],
+    paths: &'a [PrPath],
     /// `Some(false)` once READ FULL STATUS was refused (tgt has none).
     full_status: Cell<Option<bool>>,
 }
 
 impl<'a> Lu<'a> {
     /// The LU `id` (its WWID) reached through `paths`.
-    pub fn new(id: impl Into<String>, paths: &'a [Path]) -> Lu<'a> {
+    pub fn new(id: impl Into<String>, paths: &'a [PrPath]) -> Lu<'a> {
         Lu {
             id: id.into(),
             paths,
@@ -86,16 +86,16 @@ impl<'a> Lu<'a> {
     }
 
     /// Every path, usable or not.
-    pub fn paths(&self) -> &'a [Path] {
+    pub fn paths(&self) -> &'a [PrPath] {
         self.paths
     }
 
     /// The usable paths, in order.
-    pub fn usable(&self) -> impl Iterator<Item = &'a Path> + 'a {
+    pub fn usable(&self) -> impl Iterator<Item = &'a PrPath> + 'a {
         self.paths.iter().filter(|p| p.usable)
     }
 
-    fn scsi_err(&self, op: &'static str, path: &Path, source: ScsiError) -> PrError {
+    fn scsi_err(&self, op: &'static str, path: &PrPath, source: ScsiError) -> PrError {
         PrError::Scsi {
             lu: self.id.clone(),
             op,
@@ -189,12 +189,12 @@ impl<'a> Lu<'a> {
     }
 
     /// Sends one PR OUT on `path`; the outcome classified, never retried here.
-    pub fn out(&self, path: &Path, cmd: &PrOut) -> OutResult {
+    pub fn out(&self, path: &PrPath, cmd: &PrOut) -> OutResult {
         OutResult::of(scsi::pr_out(path.transport.as_ref(), cmd))
     }
 
     /// The error for a PR OUT that failed on `path`.
-    pub fn out_error(&self, op: &'static str, path: &Path, r: OutResult) -> PrError {
+    pub fn out_error(&self, op: &'static str, path: &PrPath, r: OutResult) -> PrError {
         match r.error() {
             Some(e) if matches!(e.condition(), Condition::IllegalRequest { asc: 0x20, .. }) => {
                 PrError::Unsupported {

@@ -10,7 +10,7 @@ use sm_core::scsi::PrOut;
 use crate::engine::{Lu, OutResult};
 use crate::error::PrError;
 use crate::key::PrKey;
-use crate::path::Path;
+use crate::path::PrPath;
 use crate::policy::{Fencing, Policy};
 use crate::pool::{Liveness, PoolKeys};
 
@@ -77,7 +77,7 @@ pub fn may_fence(policy: &Policy, owner: &Owner) -> bool {
 /// PREEMPT [AND ABORT] with `me` through `path`, which must be registered with `me`.
 pub fn preempt(
     lu: &Lu<'_>,
-    path: &Path,
+    path: &PrPath,
     me: PrKey,
     victim: u64,
     policy: &Policy,

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`key`] | [`PrKey`]: this host's 8-byte key, derived from its uuid, prefix `XS` |
 //! | [`pool`] | [`PoolKeys`]: which pool host owns a key (collisions detected), liveness |
-//! | [`path`] | [`Path`]: one I_T nexus of the LU (transport, usable, who it is); [`PathSource`] |
+//! | [`path`] | [`PrPath`]: one I_T nexus of the LU (transport, usable, who it is); [`PathSource`] |
 //! | [`state`] | [`LuState`]: registrations and reservation (READ FULL STATUS or keys) |
 //! | [`engine`] | [`Lu`]: PR IN with path fail-over, classified PR OUT |
 //! | [`policy`] | [`Policy`]: reservation type and fencing policy of an SR |
@@ -63,7 +63,7 @@ pub use activation::{Activated, Activation, Cleanup, Deactivated};
 pub use engine::Lu;
 pub use error::PrError;
 pub use key::PrKey;
-pub use path::{NexusId, Path, PathSource};
+pub use path::{NexusId, PathSource, PrPath};
 pub use policy::{Fencing, Policy};
 pub use pool::PoolKeys;
 pub use state::LuState;

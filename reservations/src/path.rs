@@ -17,7 +17,7 @@ use crate::error::PrError;
 /// Asked again whenever an operation needs the current set (paths appear while one runs).
 pub trait PathSource {
     /// The current paths of the LU `lu` (its WWID).
-    fn paths(&self, lu: &ScsiId) -> Result<Vec<Path>, PrError>;
+    fn paths(&self, lu: &ScsiId) -> Result<Vec<PrPath>, PrError>;
 }
 
 /// Who an I_T nexus is, in the terms READ FULL STATUS reports.
@@ -66,7 +66,7 @@ impl fmt::Display for NexusId {
 
 /// One path (I_T nexus) to the LU.
 #[derive(Clone)]
-pub struct Path {
+pub struct PrPath {
     /// Device name (`/dev/sdb`), for logs and errors.
     pub name: String,
     /// Where commands for this path go.
@@ -77,9 +77,9 @@ pub struct Path {
     pub nexus: Option<NexusId>,
 }
 
-impl fmt::Debug for Path {
+impl fmt::Debug for PrPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Path")
+        f.debug_struct("PrPath")
             .field("name", &self.name)
             .field("usable", &self.usable)
             .field("nexus", &self.nexus)
@@ -87,10 +87,10 @@ impl fmt::Debug for Path {
     }
 }
 
-impl Path {
+impl PrPath {
     /// A usable path named after its transport's device.
-    pub fn new(transport: Arc<dyn ScsiTransport>, nexus: Option<NexusId>) -> Path {
-        Path {
+    pub fn new(transport: Arc<dyn ScsiTransport>, nexus: Option<NexusId>) -> PrPath {
+        PrPath {
             name: transport.device().to_string(),
             transport,
             usable: true,
@@ -99,7 +99,7 @@ impl Path {
     }
 
     /// The same path marked (un)usable.
-    pub fn with_usable(mut self, usable: bool) -> Path {
+    pub fn with_usable(mut self, usable: bool) -> PrPath {
         self.usable = usable;
         self
     }

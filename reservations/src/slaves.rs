@@ -3,7 +3,7 @@
 //! from VPD 0x83, so READ FULL STATUS registrations can be matched to paths.
 //!
 //! This is the minimal discovery the engine and `xsm pr` need on a host; the multipath crate's
-//! discovery (SNIA MMA model) feeds the same [`Path`] values to the drivers. sysfs is read by
+//! discovery (SNIA MMA model) feeds the same [`PrPath`] values to the drivers. sysfs is read by
 //! `sm_core::host::sysfs`.
 
 use std::sync::Arc;
@@ -12,11 +12,11 @@ use sm_core::host::sysfs::Sysfs;
 use sm_core::scsi::{self, SgDevice};
 
 use crate::error::PrError;
-use crate::path::{NexusId, Path};
+use crate::path::{NexusId, PrPath};
 
 /// The paths of map `map`: every slave, usable when its SCSI device is running, with its
 /// nexus when it is an iSCSI session.
-pub fn paths_of_map(sysfs: &Sysfs, map: &str) -> Result<Vec<Path>, PrError> {
+pub fn paths_of_map(sysfs: &Sysfs, map: &str) -> Result<Vec<PrPath>, PrError> {
     let dm = sysfs
         .dm_by_name(map)
         .ok_or_else(|| PrError::NoUsablePath { lu: map.into() })?;
@@ -42,7 +42,7 @@ pub fn paths_of_map(sysfs: &Sysfs, map: &str) -> Result<Vec<Path>, PrError> {
                 rtpi,
             });
         let usable = sysfs.running(&sd);
-        out.push(Path::new(Arc::new(dev), nexus).with_usable(usable));
+        out.push(PrPath::new(Arc::new(dev), nexus).with_usable(usable));
     }
     Ok(out)
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use multipath::dm::MultipathdSocket;
 use reservations::fence::{Owner, Owners};
 use reservations::slaves::paths_of_map;
-use reservations::{Exclusive, Lu, Path, Policy, PrError, PrKey, mpathd};
+use reservations::{Exclusive, Lu, Policy, PrError, PrKey, PrPath, mpathd};
 use serde_json::Value;
 use sm_core::errors::error_chain;
 use sm_core::host::run::Cmd;
@@ -79,7 +79,7 @@ fn map_a(lab: &Lab, lun: u32) -> String {
     v.map.as_ref().unwrap().display().to_string()
 }
 
-fn paths_a(map: &str) -> Vec<Path> {
+fn paths_a(map: &str) -> Vec<PrPath> {
     let p = paths_of_map(&Sysfs::host(), map).unwrap();
     assert!(p.len() >= 2, "two paths on {map}: {p:?}");
     assert!(
@@ -796,9 +796,9 @@ fn lab2_pr_bench_acquire_release_on_a_two_path_lun() {
     let map = map_a(&lab, lun);
     let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let ua = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let paths: Vec<Path> = paths_a(&map)
+    let paths: Vec<PrPath> = paths_a(&map)
         .into_iter()
-        .map(|p| Path {
+        .map(|p| PrPath {
             transport: std::sync::Arc::new(Counting {
                 inner: p.transport.clone(),
                 n: n.clone(),

@@ -9,7 +9,7 @@
 //! or `RO`) as sm does, for xapi's tools; the reservation, not the record, decides.
 
 use reservations::fence::PoolOwners;
-use reservations::{Activation, Path, PathSource, Policy, PoolKeys, PrError, PrKey};
+use reservations::{Activation, PathSource, Policy, PoolKeys, PrError, PrKey, PrPath};
 use sm_core::driver::Ctx;
 use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::ids::ScsiId;
@@ -106,7 +106,7 @@ struct StoragePaths<'a> {
 }
 
 impl PathSource for StoragePaths<'_> {
-    fn paths(&self, lu: &ScsiId) -> Result<Vec<Path>, PrError> {
+    fn paths(&self, lu: &ScsiId) -> Result<Vec<PrPath>, PrError> {
         self.storage.paths(self.cx, lu)
     }
 }

@@ -11,7 +11,7 @@ use multipath::System;
 use multipath::dm::Multipathd;
 use multipath::iscsi::luns::TargetLun;
 use reservations::slaves::paths_of_map;
-use reservations::{Path, PrError};
+use reservations::{PrError, PrPath};
 use sm_core::driver::Ctx;
 use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::ids::ScsiId;
@@ -167,7 +167,7 @@ impl Storage for IscsiStorage {
     }
 
     /// The slaves of the LUN's map (named by multipathd, the SCSI id unless aliased).
-    fn paths(&self, cx: &Ctx<'_>, scsi_id: &ScsiId) -> Result<Vec<Path>, PrError> {
+    fn paths(&self, cx: &Ctx<'_>, scsi_id: &ScsiId) -> Result<Vec<PrPath>, PrError> {
         let sys = self.sys(cx);
         let map = multipath::dm::show_map(sys.multipathd.as_ref(), scsi_id.as_str())
             .ok()

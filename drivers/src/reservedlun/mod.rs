@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use multipath::dm::Multipathd;
-use reservations::{Path, PrError};
+use reservations::{PrError, PrPath};
 use sm_core::driver::{Capability, ConfigKey, Ctx, Driver, DriverInfo, VdiCreate};
 use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::ids::ScsiId;
@@ -130,7 +130,7 @@ pub trait Storage: Sync {
     fn close(&self, cx: &Ctx<'_>, scsi_id: &ScsiId) -> SmResult<()>;
     /// The LUN's paths (its map's SCSI disks), with their nexus ids, read now (the
     /// reservation engine's [`reservations::PathSource`]).
-    fn paths(&self, cx: &Ctx<'_>, scsi_id: &ScsiId) -> Result<Vec<Path>, PrError>;
+    fn paths(&self, cx: &Ctx<'_>, scsi_id: &ScsiId) -> Result<Vec<PrPath>, PrError>;
     /// This host's multipathd, for the maps' reservation keys.
     fn multipathd(&self, cx: &Ctx<'_>) -> Arc<dyn Multipathd>;
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use multipath::testing::FakeMultipathd;
-use reservations::{NexusId, Path, PrError, PrKey};
+use reservations::{NexusId, PrError, PrKey, PrPath};
 use sm_core::driver::{Ctx, Driver, Host, VdiCreate};
 use sm_core::errors::{SmCode, SmResult};
 use sm_core::request::{Command, DeviceConfig, Request};
@@ -70,13 +70,13 @@ impl Storage for FakeStorage {
     fn close(&self, _cx: &Ctx<'_>, _scsi_id: &ScsiId) -> SmResult<()> {
         Ok(())
     }
-    fn paths(&self, _cx: &Ctx<'_>, scsi_id: &ScsiId) -> Result<Vec<Path>, PrError> {
+    fn paths(&self, _cx: &Ctx<'_>, scsi_id: &ScsiId) -> Result<Vec<PrPath>, PrError> {
         Ok(self
             .fake_paths(scsi_id.as_str())
             .into_iter()
             .map(|f| {
                 let n = f.nexus().clone();
-                Path::new(
+                PrPath::new(
                     Arc::new(f),
                     Some(NexusId {
                         initiator: n.initiator,

@@ -295,13 +295,13 @@ fn path_states_follow_dm_checker_sysfs_and_scsi() {
 fn path_state_rules() {
     let lab = LabFake::base();
     let disk = lab.sys.sysfs.scsi_disk("sdb").unwrap();
-    let up = dm::Path {
+    let up = dm::MapPath {
         dev: "sdb".into(),
         dm_st: "active".into(),
         chk_st: "ready".into(),
-        ..dm::Path::default()
+        ..dm::MapPath::default()
     };
-    let ghost = dm::Path {
+    let ghost = dm::MapPath {
         chk_st: "ghost".into(),
         ..up.clone()
     };

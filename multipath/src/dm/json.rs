@@ -72,13 +72,13 @@ pub struct Group {
     /// Group number (1-based).
     pub group: u32,
     /// Paths.
-    pub paths: Vec<Path>,
+    pub paths: Vec<MapPath>,
 }
 
 /// One path of a group.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
-pub struct Path {
+pub struct MapPath {
     /// Device (`sdb`).
     pub dev: String,
     /// `major:minor`.
@@ -97,14 +97,14 @@ pub struct Path {
 
 impl Map {
     /// Every path of the map with its group.
-    pub fn paths(&self) -> impl Iterator<Item = (&Group, &Path)> {
+    pub fn paths(&self) -> impl Iterator<Item = (&Group, &MapPath)> {
         self.path_groups
             .iter()
             .flat_map(|g| g.paths.iter().map(move |p| (g, p)))
     }
 }
 
-impl Path {
+impl MapPath {
     /// Whether dm and the checker both consider the path usable (mpathcount's rule: not
     /// `failed`, `faulty` or `shaky`).
     pub fn is_up(&self) -> bool {

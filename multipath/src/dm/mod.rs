@@ -10,7 +10,7 @@ use sm_core::errors::error_chain;
 use sm_core::host::{Cmd, Runner};
 
 use crate::error::{MultipathError, Result};
-pub use json::{Group, Map, Path};
+pub use json::{Group, Map, MapPath};
 pub use multipathd::{Multipathd, MultipathdAuto, MultipathdCli, MultipathdSocket};
 
 /// Deadline of a `multipath` invocation (it scans every path).

@@ -6,7 +6,7 @@ use sm_core::scsi::PrOut;
 use crate::engine::OutResult;
 use crate::error::PrError;
 use crate::fence::{self, Owner};
-use crate::path::Path;
+use crate::path::PrPath;
 
 use super::{Exclusive, MAX_ROUNDS, Report};
 
@@ -71,7 +71,7 @@ impl<'a> Exclusive<'a> {
     /// answers are settled by the caller's read-back.
     pub(super) fn reserve(
         &self,
-        registered: &[&'a Path],
+        registered: &[&'a PrPath],
         report: &mut Report,
     ) -> Result<(), PrError> {
         let cmd = PrOut::Reserve {
@@ -100,7 +100,7 @@ impl<'a> Exclusive<'a> {
     /// PREEMPT [AND ABORT] `victim` through the first registered path that takes it.
     pub(super) fn fence_key(
         &self,
-        registered: &[&'a Path],
+        registered: &[&'a PrPath],
         victim: u64,
         owner: &Owner,
         report: &mut Report,

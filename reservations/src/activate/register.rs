@@ -7,14 +7,14 @@ use crate::engine::OutResult;
 use crate::error::PrError;
 use crate::fence::Owner;
 use crate::key::PrKey;
-use crate::path::Path;
+use crate::path::PrPath;
 use crate::state::LuState;
 
 use super::{Exclusive, Report};
 
 impl<'a> Exclusive<'a> {
-    pub(super) fn usable(&self) -> Result<Vec<&'a Path>, PrError> {
-        let v: Vec<&Path> = self.lu.usable().collect();
+    pub(super) fn usable(&self) -> Result<Vec<&'a PrPath>, PrError> {
+        let v: Vec<&PrPath> = self.lu.usable().collect();
         if v.is_empty() {
             return Err(PrError::NoUsablePath {
                 lu: self.lu.id().into(),
@@ -56,7 +56,7 @@ impl<'a> Exclusive<'a> {
         &self,
         report: &mut Report,
         op: &str,
-        path: &Path,
+        path: &PrPath,
         e: Option<sm_core::scsi::ScsiError>,
     ) {
         let what = format!(
@@ -76,10 +76,10 @@ impl<'a> Exclusive<'a> {
     #[allow(clippy::type_complexity)]
     pub(super) fn register_on<'p>(
         &self,
-        paths: &[&'p Path],
+        paths: &[&'p PrPath],
         key: u64,
         report: &mut Report,
-    ) -> Result<(Vec<&'p Path>, Vec<&'p Path>), PrError> {
+    ) -> Result<(Vec<&'p PrPath>, Vec<&'p PrPath>), PrError> {
         let mut done = Vec::new();
         let mut unknown = Vec::new();
         let op = if key == 0 {
@@ -108,7 +108,7 @@ impl<'a> Exclusive<'a> {
     }
 
     /// Whether `p` is registered with our key in `s` (`None` when the state cannot tell).
-    pub(super) fn is_registered(&self, s: &LuState, p: &Path) -> Option<bool> {
+    pub(super) fn is_registered(&self, s: &LuState, p: &PrPath) -> Option<bool> {
         p.nexus
             .as_ref()
             .and_then(|n| s.nexus_registered(n, self.me))
@@ -116,8 +116,8 @@ impl<'a> Exclusive<'a> {
 
     /// The usable paths that `s` shows unregistered (count-based when nexuses are unknown:
     /// all of them when fewer keys than paths are registered).
-    pub(super) fn unregistered(&self, s: &LuState, usable: &[&'a Path]) -> Vec<&'a Path> {
-        let exact: Option<Vec<&Path>> = usable
+    pub(super) fn unregistered(&self, s: &LuState, usable: &[&'a PrPath]) -> Vec<&'a PrPath> {
+        let exact: Option<Vec<&PrPath>> = usable
             .iter()
             .map(|p| self.is_registered(s, p).map(|r| (p, r)))
             .collect::<Option<Vec<_>>>()
@@ -132,9 +132,9 @@ impl<'a> Exclusive<'a> {
     /// Registers our key on every usable path and returns the paths known registered.
     pub(super) fn register_all(
         &self,
-        usable: &[&'a Path],
+        usable: &[&'a PrPath],
         report: &mut Report,
-    ) -> Result<Vec<&'a Path>, PrError> {
+    ) -> Result<Vec<&'a PrPath>, PrError> {
         let (done, unknown) = self.register_on(usable, self.me.get(), report)?;
         if unknown.is_empty() && !done.is_empty() {
             return Ok(done);
@@ -163,7 +163,7 @@ impl<'a> Exclusive<'a> {
 
     /// Removes our registrations from every usable path, without verifying (used when
     /// backing off).
-    pub(super) fn back_off(&self, usable: &[&'a Path]) {
+    pub(super) fn back_off(&self, usable: &[&'a PrPath]) {
         let mut r = Report::default();
         if let Err(e) = self.register_on(usable, 0, &mut r) {
             tracing::warn!(

@@ -5,7 +5,7 @@ use sm_core::scsi::PrOut;
 
 use crate::engine::OutResult;
 use crate::error::PrError;
-use crate::path::Path;
+use crate::path::PrPath;
 use crate::policy::Policy;
 use crate::state::LuState;
 
@@ -57,7 +57,7 @@ impl<'a> Exclusive<'a> {
     pub(super) fn release_reservation(
         &self,
         state: &LuState,
-        usable: &[&'a Path],
+        usable: &[&'a PrPath],
         report: &mut Report,
     ) -> Result<(), PrError> {
         let Some(r) = state.reservation else {
@@ -73,7 +73,7 @@ impl<'a> Exclusive<'a> {
                 .copied()
                 .find(|p| p.nexus.as_ref().is_some_and(|n| h.is(n)))
         });
-        let candidates: Vec<&Path> = match holder_path {
+        let candidates: Vec<&PrPath> = match holder_path {
             Some(p) => vec![p],
             None if state.detailed => {
                 // The holder nexus is down or gone: take the reservation over through a
@@ -123,7 +123,7 @@ impl<'a> Exclusive<'a> {
     /// that path in case the device kept it.
     pub(super) fn sweep_own_key(
         &self,
-        usable: &[&'a Path],
+        usable: &[&'a PrPath],
         report: &mut Report,
     ) -> Result<LuState, PrError> {
         let via = usable[0];

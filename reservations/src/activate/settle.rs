@@ -3,7 +3,7 @@
 
 use crate::error::PrError;
 use crate::fence::Owner;
-use crate::path::Path;
+use crate::path::PrPath;
 use crate::policy::Fencing;
 use crate::state::LuState;
 
@@ -16,8 +16,8 @@ impl<'a> Exclusive<'a> {
     pub(super) fn settle(
         &self,
         mut state: LuState,
-        usable: &[&'a Path],
-        registered: &[&'a Path],
+        usable: &[&'a PrPath],
+        registered: &[&'a PrPath],
         report: &mut Report,
     ) -> Result<LuState, PrError> {
         for _ in 0..MAX_ROUNDS {
@@ -95,7 +95,7 @@ impl<'a> Exclusive<'a> {
     pub(super) fn verify_held(
         &self,
         state: LuState,
-        usable: &[&'a Path],
+        usable: &[&'a PrPath],
     ) -> Result<LuState, PrError> {
         if !state.held_by(self.me) || state.pr_type() != Some(self.policy.pr_type) {
             return Err(self.lu.not_verified(

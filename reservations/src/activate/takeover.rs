@@ -5,7 +5,7 @@ use sm_core::scsi::PrOut;
 
 use crate::engine::OutResult;
 use crate::error::PrError;
-use crate::path::Path;
+use crate::path::PrPath;
 use crate::state::LuState;
 
 use super::{Exclusive, Report};
@@ -20,10 +20,10 @@ impl<'a> Exclusive<'a> {
     /// target port are tried first and conflicts move on to the next candidate.
     pub(super) fn preempt_self<'p>(
         &self,
-        via: &[&'p Path],
-        usable: &[&'p Path],
+        via: &[&'p PrPath],
+        usable: &[&'p PrPath],
         report: &mut Report,
-    ) -> Result<&'p Path, PrError> {
+    ) -> Result<&'p PrPath, PrError> {
         let cmd = PrOut::Preempt {
             key: self.me.get(),
             victim: self.me.get(),
@@ -50,7 +50,7 @@ impl<'a> Exclusive<'a> {
                 lu: self.lu.id().into(),
             }));
         };
-        let others: Vec<&Path> = usable
+        let others: Vec<&PrPath> = usable
             .iter()
             .copied()
             .filter(|p| p.name != used.name)
@@ -64,13 +64,13 @@ impl<'a> Exclusive<'a> {
     pub(super) fn takeover_candidates(
         &self,
         state: &LuState,
-        paths: &[&'a Path],
+        paths: &[&'a PrPath],
         check_registered: bool,
-    ) -> Vec<&'a Path> {
+    ) -> Vec<&'a PrPath> {
         let holder_port = state
             .holder()
             .and_then(|h| h.nexus.as_ref().and_then(|n| n.1));
-        let mut v: Vec<&Path> = paths
+        let mut v: Vec<&PrPath> = paths
             .iter()
             .copied()
             .filter(|p| !check_registered || self.is_registered(state, p) != Some(false))

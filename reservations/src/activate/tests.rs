@@ -17,7 +17,7 @@ use super::*;
 use crate::error::PrError;
 use crate::fence::{Owner, Owners};
 use crate::path::NexusId;
-use crate::path::Path;
+use crate::path::PrPath;
 
 pub(crate) const IQN_A: &str = "iqn.2026-01.test.lab:host-a";
 pub(crate) const IQN_B: &str = "iqn.2026-01.test.lab:host-b";
@@ -33,7 +33,7 @@ pub(crate) fn key_b() -> PrKey {
 /// One host's paths to `lu`: one session per target port, ISIDs `isid_base + port`.
 pub(crate) struct Host {
     pub(crate) fakes: Vec<FakeScsi>,
-    pub(crate) paths: Vec<Path>,
+    pub(crate) paths: Vec<PrPath>,
 }
 
 pub(crate) fn host(lu: &FakeLu, iqn: &str, isid_base: u64) -> Host {
@@ -43,7 +43,7 @@ pub(crate) fn host(lu: &FakeLu, iqn: &str, isid_base: u64) -> Host {
         let isid = isid_base + u64::from(port);
         let name = format!("/dev/{}-p{port}-{isid:x}", &iqn[iqn.len() - 6..]);
         let f = lu.path(&name, Nexus::iscsi(iqn, isid, port));
-        paths.push(Path::new(
+        paths.push(PrPath::new(
             Arc::new(f.clone()),
             Some(NexusId {
                 initiator: iqn.into(),
@@ -176,7 +176,7 @@ fn racing_hosts_have_exactly_one_winner_every_time() {
         let a = host(&fake, IQN_A, 0x23d000000);
         let b = host(&fake, IQN_B, 0x23d000100);
         let barrier = Barrier::new(2);
-        let run = |paths: &Vec<Path>, me: PrKey| {
+        let run = |paths: &Vec<PrPath>, me: PrKey| {
             let lu = Lu::new(fake.wwid(), paths);
             barrier.wait();
             x(&lu, me, &policy, &owners).acquire()
@@ -311,7 +311,7 @@ fn trap2_release_with_the_holder_path_down_really_releases() {
         .position(|p| holder.is(p.nexus.as_ref().unwrap()))
         .unwrap();
     a.fakes[hp].set_fault(Some(Fault::Down));
-    let paths: Vec<Path> = a
+    let paths: Vec<PrPath> = a
         .paths
         .iter()
         .enumerate()

@@ -11,18 +11,18 @@ use sm_core::testing::{FakeLu, Nexus};
 
 use super::*;
 use crate::activate::tests::{IQN_A, IQN_B, both_live, host, illegal, key_a, key_b};
-use crate::path::{NexusId, Path};
+use crate::path::{NexusId, PrPath};
 
 /// Paths per LU: the n-th call for an LU answers its n-th set (the last one from then on);
 /// an LU without sets has no map.
 #[derive(Default)]
 struct Source {
-    sets: Mutex<HashMap<String, Vec<Vec<Path>>>>,
+    sets: Mutex<HashMap<String, Vec<Vec<PrPath>>>>,
     calls: Mutex<Vec<String>>,
 }
 
 impl Source {
-    fn add(&self, lu: &FakeLu, sets: Vec<Vec<Path>>) {
+    fn add(&self, lu: &FakeLu, sets: Vec<Vec<PrPath>>) {
         self.sets.lock().unwrap().insert(lu.wwid(), sets);
     }
 
@@ -37,7 +37,7 @@ impl Source {
 }
 
 impl PathSource for Source {
-    fn paths(&self, lu: &ScsiId) -> Result<Vec<Path>, PrError> {
+    fn paths(&self, lu: &ScsiId) -> Result<Vec<PrPath>, PrError> {
         let lu = lu.as_str();
         let n = self.calls(lu);
         self.calls.lock().unwrap().push(lu.into());
@@ -105,10 +105,10 @@ fn engine<'a>(
 }
 
 /// A third path of host A: a new session through port 1.
-fn third_path(lu: &FakeLu) -> Path {
+fn third_path(lu: &FakeLu) -> PrPath {
     let isid = 0x23d000009;
     let f = lu.path("/dev/a-new", Nexus::iscsi(IQN_A, isid, 1));
-    Path::new(
+    PrPath::new(
         Arc::new(f),
         Some(NexusId {
             initiator: IQN_A.into(),
