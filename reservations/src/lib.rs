@@ -21,7 +21,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use reservations::{Exclusive, Lu, Path, Policy, PrKey};
+//! use reservations::{Exclusive, Lu, Policy, PrKey, PrPath};
 //! use reservations::fence::{Owner, Owners};
 //! # struct Nobody;
 //! # impl Owners for Nobody {
@@ -32,7 +32,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let sdb = sm_core::scsi::SgDevice::open("/dev/sdb")?;
 //! let sdc = sm_core::scsi::SgDevice::open("/dev/sdc")?;
-//! let paths = [Path::new(Arc::new(sdb), None), Path::new(Arc::new(sdc), None)];
+//! let paths = [PrPath::new(Arc::new(sdb), None), PrPath::new(Arc::new(sdc), None)];
 //! let lu = Lu::new("36001405...", &paths);
 //! let me = PrKey::for_host("5f6d1a0e-8c9b-4f3e-a2d1-0b9c8d7e6f5a")?;
 //! let policy = Policy::default();
