@@ -278,23 +278,40 @@ pub fn plugin_with_config(sys: &System) -> Result<Plugin> {
     Ok(p)
 }
 
-/// Discovers the multipath topology of the host.
-pub fn discover(sys: &System, opts: &Options) -> Result<Topology> {
-    let disks = sys.sysfs.scsi_disks();
-    let sessions: BTreeMap<u32, IscsiSession> = sys
-        .sysfs
-        .iscsi_sessions()
-        .into_iter()
-        .map(|s| (s.sid, s))
-        .collect();
-    let maps = dm::show_maps(sys.multipathd.as_ref())?;
-    let disabled = admin::disabled_paths(sys);
-    let wanted = |w: &str| opts.only.as_ref().is_none_or(|o| o.iter().any(|x| x == w));
+/// What discovery reads from the host before any SCSI command: sysfs and multipathd.
+struct HostView {
+    disks: Vec<ScsiDisk>,
+    sessions: BTreeMap<u32, IscsiSession>,
+    maps: Vec<Map>,
+    /// Paths an administrator disabled: (H:C:T:L, device).
+    disabled: Vec<(String, String)>,
+}
 
-    // LUs: every map, then every disk outside a map grouped by its WWID.
+/// Step 1: sysfs (disks, iSCSI sessions), multipathd's maps, the disabled paths.
+fn gather(sys: &System) -> Result<HostView> {
+    Ok(HostView {
+        disks: sys.sysfs.scsi_disks(),
+        sessions: sys
+            .sysfs
+            .iscsi_sessions()
+            .into_iter()
+            .map(|s| (s.sid, s))
+            .collect(),
+        maps: dm::show_maps(sys.multipathd.as_ref())?,
+        disabled: admin::disabled_paths(sys),
+    })
+}
+
+/// Step 2: the LUs, by WWID: every map, then every disk outside a map grouped by its WWID.
+fn lu_drafts<'a>(
+    sys: &System,
+    host: &'a HostView,
+    opts: &Options,
+) -> BTreeMap<String, LuDraft<'a>> {
+    let wanted = |w: &str| opts.only.as_ref().is_none_or(|o| o.iter().any(|x| x == w));
     let mut drafts: BTreeMap<String, LuDraft<'_>> = BTreeMap::new();
     let mut in_map: BTreeMap<&str, &str> = BTreeMap::new();
-    for m in &maps {
+    for m in &host.maps {
         if m.uuid.is_empty() || !wanted(&m.uuid) {
             continue;
         }
@@ -310,7 +327,7 @@ pub fn discover(sys: &System, opts: &Options) -> Result<Topology> {
             },
         );
     }
-    for d in &disks {
+    for d in &host.disks {
         let wwid = match in_map.get(d.name.as_str()) {
             Some(w) => w.to_string(),
             None => match disk_wwid(sys, d) {
@@ -328,23 +345,53 @@ pub fn discover(sys: &System, opts: &Options) -> Result<Topology> {
             .disks
             .push(d);
     }
+    drafts
+}
 
-    // SCSI: VPD per path, INQUIRY + RTPG per LU.
-    let mut probes: BTreeMap<String, PathProbe> = BTreeMap::new();
-    let mut lu_probes: BTreeMap<String, LuProbe> = BTreeMap::new();
+/// What SCSI told about every path and LU.
+struct Probes {
+    /// By path device.
+    paths: BTreeMap<String, PathProbe>,
+    /// By LU WWID.
+    lus: BTreeMap<String, LuProbe>,
+}
+
+impl Probes {
+    /// The identity (VPD 0x83) path `name` reported.
+    fn id(&self, name: &str) -> Option<&DeviceId> {
+        self.paths.get(name).and_then(|p| p.id.as_ref())
+    }
+}
+
+/// Step 3: SCSI: VPD per path, INQUIRY + RTPG per LU.
+fn probe_drafts(sys: &System, drafts: &BTreeMap<String, LuDraft<'_>>, vpd: VpdSource) -> Probes {
+    let mut probes = Probes {
+        paths: BTreeMap::new(),
+        lus: BTreeMap::new(),
+    };
     for lu in drafts.values() {
         for d in &lu.disks {
-            probes.insert(d.name.clone(), probe_path(sys, d, opts.vpd));
+            probes.paths.insert(d.name.clone(), probe_path(sys, d, vpd));
         }
-        lu_probes.insert(lu.wwid.clone(), probe_lu(sys, &lu.disks, &probes));
+        probes
+            .lus
+            .insert(lu.wwid.clone(), probe_lu(sys, &lu.disks, &probes.paths));
     }
+    probes
+}
 
-    // Initiator ports: one per iSCSI session that carries a path.
+/// Step 4: initiator ports: one per iSCSI session that carries a path (every session when
+/// discovering every LU).
+fn initiator_ports(
+    host: &HostView,
+    drafts: &BTreeMap<String, LuDraft<'_>>,
+    opts: &Options,
+) -> Vec<InitiatorPort> {
     let used_sessions: BTreeSet<u32> = drafts
         .values()
         .flat_map(|l| l.disks.iter().filter_map(|d| d.session))
         .collect();
-    let initiator_ports: Vec<InitiatorPort> = sessions
+    host.sessions
         .values()
         .filter(|s| used_sessions.contains(&s.sid) || opts.only.is_none())
         .enumerate()
@@ -366,313 +413,371 @@ pub fn discover(sys: &System, opts: &Options) -> Result<Topology> {
             scsi_host: s.host.unwrap_or(0),
             session: s.sid,
         })
-        .collect();
-    let iport_of_session: BTreeMap<u32, Oid> =
-        initiator_ports.iter().map(|p| (p.session, p.oid)).collect();
+        .collect()
+}
 
-    // Target ports: by SCSI name and relative port id.
-    let mut tport_keys: BTreeMap<(String, u16), (String, Option<String>)> = BTreeMap::new();
-    let port_key = |d: &ScsiDisk, id: &DeviceId| -> Option<(String, u16, String, Option<String>)> {
-        let rtpi = id.relative_target_port()?.0;
-        let s = d.session.and_then(|sid| sessions.get(&sid));
-        let target = id
-            .target_device_name()
-            .map(str::to_string)
-            .or_else(|| s.map(|s| s.target.clone()))
-            .unwrap_or_default();
-        let name = id
-            .target_port_name()
-            .map(str::to_string)
-            .or_else(|| s.and_then(|s| s.tpgt.map(|t| format!("{},t,0x{t:04x}", s.target))))
-            .unwrap_or_else(|| format!("{target},rtpi,{rtpi}"));
-        Some((name, rtpi, target, s.and_then(IscsiSession::portal)))
-    };
+/// A target port as a path names it: (port name, relative port id, target name, portal).
+type PortKey = (String, u16, String, Option<String>);
+
+/// The target port path `d` (identity `id`) goes through, named by SCSI name and relative
+/// port id (from the session when the VPD names no port).
+fn port_key(
+    sessions: &BTreeMap<u32, IscsiSession>,
+    d: &ScsiDisk,
+    id: &DeviceId,
+) -> Option<PortKey> {
+    let rtpi = id.relative_target_port()?.0;
+    let s = d.session.and_then(|sid| sessions.get(&sid));
+    let target = id
+        .target_device_name()
+        .map(str::to_string)
+        .or_else(|| s.map(|s| s.target.clone()))
+        .unwrap_or_default();
+    let name = id
+        .target_port_name()
+        .map(str::to_string)
+        .or_else(|| s.and_then(|s| s.tpgt.map(|t| format!("{},t,0x{t:04x}", s.target))))
+        .unwrap_or_else(|| format!("{target},rtpi,{rtpi}"));
+    Some((name, rtpi, target, s.and_then(IscsiSession::portal)))
+}
+
+/// Step 5: target ports, by SCSI name and relative port id.
+fn target_ports(
+    host: &HostView,
+    drafts: &BTreeMap<String, LuDraft<'_>>,
+    probes: &Probes,
+) -> Vec<TargetPort> {
+    let mut keys: BTreeMap<(String, u16), (String, Option<String>)> = BTreeMap::new();
     for lu in drafts.values() {
         for d in &lu.disks {
-            if let Some(id) = probes.get(&d.name).and_then(|p| p.id.as_ref())
-                && let Some((name, rtpi, target, portal)) = port_key(d, id)
+            if let Some(id) = probes.id(&d.name)
+                && let Some((name, rtpi, target, portal)) = port_key(&host.sessions, d, id)
             {
-                tport_keys.entry((name, rtpi)).or_insert((target, portal));
+                keys.entry((name, rtpi)).or_insert((target, portal));
             }
         }
     }
-    let target_ports: Vec<TargetPort> = tport_keys
-        .iter()
+    keys.into_iter()
         .enumerate()
         .map(|(i, ((name, rtpi), (target, portal)))| TargetPort {
             oid: Oid::new(ObjectType::TargetPort, i as u64 + 1),
-            port_id: name.clone(),
-            relative_port_id: *rtpi,
-            target_name: target.clone(),
-            portal: portal.clone(),
+            port_id: name,
+            relative_port_id: rtpi,
+            target_name: target,
+            portal,
         })
-        .collect();
-    let tport_oid = |name: &str, rtpi: u16| {
-        target_ports
+        .collect()
+}
+
+/// What the per-LU steps look things up in.
+struct Joined<'a> {
+    host: &'a HostView,
+    probes: &'a Probes,
+    target_ports: &'a [TargetPort],
+    iport_of_session: BTreeMap<u32, Oid>,
+}
+
+impl Joined<'_> {
+    /// The target port object path `d` goes through.
+    fn target_port(&self, d: &ScsiDisk) -> Option<Oid> {
+        let id = self.probes.id(&d.name)?;
+        let (name, rtpi, _, _) = port_key(&self.host.sessions, d, id)?;
+        self.target_ports
             .iter()
             .find(|t| t.port_id == name && t.relative_port_id == rtpi)
             .map(|t| t.oid)
-    };
+    }
 
+    /// The target ports of `lu`'s paths in group `tpg_id` (every group: `None`).
+    fn ports_of(&self, lu: &LuDraft<'_>, tpg_id: Option<u16>) -> Vec<Oid> {
+        let mut v: Vec<Oid> = lu
+            .disks
+            .iter()
+            .filter(|d| {
+                tpg_id.is_none_or(|want| {
+                    self.probes
+                        .id(&d.name)
+                        .and_then(DeviceId::target_port_group)
+                        .is_some_and(|g| g.0 == want)
+                })
+            })
+            .filter_map(|d| self.target_port(d))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// Step 6a: `lu`'s target port groups, by id (object ids not yet assigned): RTPG's answer;
+/// without one, the groups the paths name with the kernel's view of their state; a symmetric
+/// LU gets one synthesized group holding every port (MMA Annex B).
+fn lu_tpgs(j: &Joined<'_>, lu: &LuDraft<'_>, lu_oid: Oid, lp: &LuProbe) -> Vec<TargetPortGroup> {
+    let tpgs_field = lp.inquiry.as_ref().map_or(Tpgs::None, |i| i.tpgs);
+    let mut lu_tpgs: Vec<TargetPortGroup> = Vec::new();
+    if let Some(groups) = &lp.groups {
+        for g in &groups.groups {
+            lu_tpgs.push(TargetPortGroup {
+                oid: Oid::new(ObjectType::TargetPortGroup, 0),
+                tpg_id: g.id.0,
+                access_state: TpgState::Alua(g.state),
+                explicit_failover: tpgs_field.explicit(),
+                supports_lu_assignment: false,
+                preferred_lu_path: g.pref,
+                supported_states: supported_state_names(g.supported),
+                status: tpg_status_name(g.status.code()),
+                lu: lu_oid,
+                target_ports: j.ports_of(lu, Some(g.id.0)),
+            });
+        }
+    } else {
+        let mut seen = BTreeSet::new();
+        for d in &lu.disks {
+            let Some(tpg) = j.probes.id(&d.name).and_then(DeviceId::target_port_group) else {
+                continue;
+            };
+            if !seen.insert(tpg.0) {
+                continue;
+            }
+            let state = d
+                .access_state
+                .as_deref()
+                .and_then(kernel_state)
+                .map_or(TpgState::Active, TpgState::Alua);
+            lu_tpgs.push(TargetPortGroup {
+                oid: Oid::new(ObjectType::TargetPortGroup, 0),
+                tpg_id: tpg.0,
+                access_state: state,
+                explicit_failover: tpgs_field.explicit(),
+                supports_lu_assignment: false,
+                preferred_lu_path: d.preferred_path.unwrap_or(false),
+                supported_states: Vec::new(),
+                status: "unknown (RTPG failed)",
+                lu: lu_oid,
+                target_ports: j.ports_of(lu, Some(tpg.0)),
+            });
+        }
+    }
+    if lu_tpgs.is_empty() && !lu.disks.is_empty() && !tpgs_field.is_alua() {
+        lu_tpgs.push(TargetPortGroup {
+            oid: Oid::new(ObjectType::TargetPortGroup, 0),
+            tpg_id: 0,
+            access_state: TpgState::Active,
+            explicit_failover: false,
+            supports_lu_assignment: false,
+            preferred_lu_path: false,
+            supported_states: Vec::new(),
+            status: "synthesized (symmetric LU)",
+            lu: lu_oid,
+            target_ports: j.ports_of(lu, None),
+        });
+    }
+    lu_tpgs.sort_by_key(|t| t.tpg_id);
+    lu_tpgs
+}
+
+/// Step 6b: `lu`'s paths (the map's, also those whose device is gone, and the LU's disks),
+/// each with its state, in H:C:T:L order (object ids not yet assigned).
+fn lu_paths(
+    j: &Joined<'_>,
+    lu: &LuDraft<'_>,
+    lu_oid: Oid,
+    lu_tpgs: &[TargetPortGroup],
+) -> Vec<PathLu> {
+    let state_of_tpg = |id: Option<u16>| {
+        id.and_then(|id| lu_tpgs.iter().find(|t| t.tpg_id == id))
+            .map(|t| t.access_state)
+    };
+    let mut names: Vec<String> = lu.disks.iter().map(|d| d.name.clone()).collect();
+    if let Some(m) = lu.map {
+        for (_, p) in m.paths() {
+            if !names.contains(&p.dev) {
+                names.push(p.dev.clone());
+            }
+        }
+    }
+    let mut lu_paths = Vec::new();
+    for name in names {
+        let disk = lu.disks.iter().copied().find(|d| d.name == name);
+        let mp = lu
+            .map
+            .and_then(|m| m.paths().find(|(_, p)| p.dev == name).map(|(_, p)| p));
+        let probe = j.probes.paths.get(&name);
+        let id = probe.and_then(|p| p.id.as_ref());
+        let session = disk
+            .and_then(|d| d.session)
+            .and_then(|s| j.host.sessions.get(&s));
+        let tpg_id = id.and_then(DeviceId::target_port_group).map(|t| t.0);
+        let rtpi = id.and_then(DeviceId::relative_target_port).map(|r| r.0);
+        let hctl = disk.map(ScsiDisk::hctl).unwrap_or_default();
+        let is_disabled = j
+            .host
+            .disabled
+            .iter()
+            .any(|(h, dev)| (!hctl.is_empty() && *h == hctl) || *dev == name);
+        let state = path_state(
+            disk,
+            session,
+            mp,
+            state_of_tpg(tpg_id),
+            probe.and_then(|p| p.error.as_ref()),
+            is_disabled,
+        );
+        lu_paths.push(PathLu {
+            oid: Oid::new(ObjectType::PathLu, 0),
+            device_file_name: format!("/dev/{name}"),
+            hctl,
+            lun: disk.map_or(0, |d| d.lun),
+            state,
+            disabled: is_disabled,
+            weight: mp.map_or(0, |p| p.pri),
+            dm_state: mp.map(|p| p.dm_st.clone()),
+            checker_state: mp.map(|p| p.chk_st.clone()),
+            device_state: disk.map(|d| d.state.clone()),
+            kernel_access_state: disk.and_then(|d| d.access_state.clone()),
+            tpg_id,
+            relative_port_id: rtpi,
+            portal: session.and_then(IscsiSession::portal),
+            session: disk.and_then(|d| d.session),
+            initiator_port: disk
+                .and_then(|d| d.session)
+                .and_then(|s| j.iport_of_session.get(&s).copied()),
+            target_port: match (disk, id) {
+                (Some(d), Some(_)) => j.target_port(d),
+                _ => None,
+            },
+            lu: lu_oid,
+            device: name,
+        });
+    }
+    lu_paths.sort_by(|a, b| {
+        (a.hctl.is_empty(), &a.hctl, &a.device).cmp(&(b.hctl.is_empty(), &b.hctl, &b.device))
+    });
+    lu_paths
+}
+
+/// Step 6c: the LU object: identity from INQUIRY (else multipathd, else sysfs), ALUA support,
+/// the map's path groups over `lu_paths` (numbered), path counts.
+fn multipath_lu(
+    j: &Joined<'_>,
+    lu: &LuDraft<'_>,
+    lu_oid: Oid,
+    lp: &LuProbe,
+    lu_paths: &[PathLu],
+) -> MultipathLu {
+    let tpgs_field = lp.inquiry.as_ref().map_or(Tpgs::None, |i| i.tpgs);
+    let first = lu.disks.first();
+    let path_oid = |dev: &str| lu_paths.iter().find(|p| p.device == dev).map(|p| p.oid);
+    let path_groups: Vec<PathGroup> = lu
+        .map
+        .map(|m| {
+            m.path_groups
+                .iter()
+                .map(|g| PathGroup {
+                    group: g.group,
+                    priority: g.pri,
+                    dm_state: g.dm_st.clone(),
+                    selector: g.selector.clone(),
+                    paths: g.paths.iter().filter_map(|p| path_oid(&p.dev)).collect(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let selector = path_groups
+        .first()
+        .map(|g| g.selector.clone())
+        .unwrap_or_default();
+    let inq = lp.inquiry.as_ref();
+    let text = |a: Option<&str>, b: Option<String>| {
+        a.map(str::to_string)
+            .filter(|s| !s.is_empty())
+            .or(b)
+            .unwrap_or_default()
+    };
+    let lu_group = first.and_then(|d| j.probes.id(&d.name)).and_then(|id| {
+        id.lu_designators().find_map(|d| match d {
+            scsi::Designator::LogicalUnitGroup(g) => Some(*g),
+            _ => None,
+        })
+    });
+    let active = lu_paths.iter().filter(|p| p.state.is_usable()).count();
+    MultipathLu {
+        oid: lu_oid,
+        name: lu.wwid.clone(),
+        name_type: lu_name_type(&lu.wwid),
+        vendor: text(
+            inq.map(|i| i.vendor.as_str()),
+            lu.map
+                .map(|m| m.vend.clone())
+                .or(first.map(|d| d.vendor.clone())),
+        ),
+        product: text(
+            inq.map(|i| i.product.as_str()),
+            lu.map
+                .map(|m| m.prod.clone())
+                .or(first.map(|d| d.model.clone())),
+        ),
+        revision: text(
+            inq.map(|i| i.revision.as_str()),
+            lu.map
+                .map(|m| m.rev.clone())
+                .or(first.map(|d| d.rev.clone())),
+        ),
+        device_file_name: lu.map.map(|m| format!("/dev/mapper/{}", m.name)),
+        dm_device: lu.map.map(|m| m.sysfs.clone()).filter(|s| !s.is_empty()),
+        size: lu.disks.iter().map(|d| d.size).max().unwrap_or(0),
+        asymmetric: tpgs_field.is_alua(),
+        implicit_alua: tpgs_field.implicit(),
+        explicit_alua: tpgs_field.explicit(),
+        current_load_balance_type: load_balance::of_selector(&selector),
+        selector,
+        auto_failback_enabled: lu
+            .map
+            .is_some_and(|m| !matches!(m.failback.as_str(), "manual" | "-" | "")),
+        failback: lu.map.map(|m| m.failback.clone()).unwrap_or_default(),
+        queueing: lu.map.map(|m| m.queueing.clone()).unwrap_or_default(),
+        features: lu.map.map(|m| m.features.clone()).unwrap_or_default(),
+        hardware_handler: lu.map.map(|m| m.hwhandler.clone()).unwrap_or_default(),
+        logical_unit_group_id: lu_group,
+        path_groups,
+        active_paths: active,
+        total_paths: lu_paths.len(),
+    }
+}
+
+/// Discovers the multipath topology of the host: sysfs and multipathd ([`gather`]), the LUs
+/// ([`lu_drafts`]), SCSI ([`probe_drafts`]), initiator and target ports, then per LU its
+/// groups, paths and properties.
+pub fn discover(sys: &System, opts: &Options) -> Result<Topology> {
+    let host = gather(sys)?;
+    let drafts = lu_drafts(sys, &host, opts);
+    let probes = probe_drafts(sys, &drafts, opts.vpd);
+    let initiator_ports = initiator_ports(&host, &drafts, opts);
+    let target_ports = target_ports(&host, &drafts, &probes);
+    let j = Joined {
+        host: &host,
+        probes: &probes,
+        target_ports: &target_ports,
+        iport_of_session: initiator_ports.iter().map(|p| (p.session, p.oid)).collect(),
+    };
     let mut lus = Vec::new();
     let mut tpgs = Vec::new();
     let mut paths = Vec::new();
     for (li, lu) in drafts.values().enumerate() {
         let lu_oid = Oid::new(ObjectType::MultipathLu, li as u64 + 1);
-        let lp = lu_probes.get(&lu.wwid).cloned().unwrap_or_default();
-        let tpgs_field = lp.inquiry.as_ref().map_or(Tpgs::None, |i| i.tpgs);
-        let first = lu.disks.first();
-
-        // Target port groups of this LU.
-        let mut lu_tpgs: Vec<TargetPortGroup> = Vec::new();
-        let ports_of = |tpg_id: u16| -> Vec<Oid> {
-            let mut v: Vec<Oid> = lu
-                .disks
-                .iter()
-                .filter_map(|d| {
-                    let id = probes.get(&d.name)?.id.as_ref()?;
-                    (id.target_port_group()?.0 == tpg_id)
-                        .then(|| port_key(d, id))
-                        .flatten()
-                        .and_then(|(n, r, _, _)| tport_oid(&n, r))
-                })
-                .collect();
-            v.sort();
-            v.dedup();
-            v
-        };
-        if let Some(groups) = &lp.groups {
-            for g in &groups.groups {
-                lu_tpgs.push(TargetPortGroup {
-                    oid: Oid::new(ObjectType::TargetPortGroup, 0),
-                    tpg_id: g.id.0,
-                    access_state: TpgState::Alua(g.state),
-                    explicit_failover: tpgs_field.explicit(),
-                    supports_lu_assignment: false,
-                    preferred_lu_path: g.pref,
-                    supported_states: supported_state_names(g.supported),
-                    status: tpg_status_name(g.status.code()),
-                    lu: lu_oid,
-                    target_ports: ports_of(g.id.0),
-                });
-            }
-        } else {
-            // No RTPG answer: the groups the paths name, with the kernel's view of their state.
-            let mut seen = BTreeSet::new();
-            for d in &lu.disks {
-                let Some(id) = probes.get(&d.name).and_then(|p| p.id.as_ref()) else {
-                    continue;
-                };
-                let Some(tpg) = id.target_port_group() else {
-                    continue;
-                };
-                if !seen.insert(tpg.0) {
-                    continue;
-                }
-                let state = d
-                    .access_state
-                    .as_deref()
-                    .and_then(kernel_state)
-                    .map_or(TpgState::Active, TpgState::Alua);
-                lu_tpgs.push(TargetPortGroup {
-                    oid: Oid::new(ObjectType::TargetPortGroup, 0),
-                    tpg_id: tpg.0,
-                    access_state: state,
-                    explicit_failover: tpgs_field.explicit(),
-                    supports_lu_assignment: false,
-                    preferred_lu_path: d.preferred_path.unwrap_or(false),
-                    supported_states: Vec::new(),
-                    status: "unknown (RTPG failed)",
-                    lu: lu_oid,
-                    target_ports: ports_of(tpg.0),
-                });
-            }
-        }
-        if lu_tpgs.is_empty() && !lu.disks.is_empty() && !tpgs_field.is_alua() {
-            // MMA Annex B: a symmetric LU gets one synthesized group holding every port.
-            let mut ports: Vec<Oid> = lu
-                .disks
-                .iter()
-                .filter_map(|d| {
-                    let id = probes.get(&d.name)?.id.as_ref()?;
-                    port_key(d, id).and_then(|(n, r, _, _)| tport_oid(&n, r))
-                })
-                .collect();
-            ports.sort();
-            ports.dedup();
-            lu_tpgs.push(TargetPortGroup {
-                oid: Oid::new(ObjectType::TargetPortGroup, 0),
-                tpg_id: 0,
-                access_state: TpgState::Active,
-                explicit_failover: false,
-                supports_lu_assignment: false,
-                preferred_lu_path: false,
-                supported_states: Vec::new(),
-                status: "synthesized (symmetric LU)",
-                lu: lu_oid,
-                target_ports: ports,
-            });
-        }
-        lu_tpgs.sort_by_key(|t| t.tpg_id);
+        let lp = probes.lus.get(&lu.wwid).cloned().unwrap_or_default();
+        let mut lu_tpgs = lu_tpgs(&j, lu, lu_oid, &lp);
         for t in &mut lu_tpgs {
             t.oid = Oid::new(ObjectType::TargetPortGroup, tpgs.len() as u64 + 1);
             tpgs.push(t.clone());
         }
-        let state_of_tpg = |id: Option<u16>| {
-            id.and_then(|id| lu_tpgs.iter().find(|t| t.tpg_id == id))
-                .map(|t| t.access_state)
-        };
-
-        // Paths: the map's paths (also those whose device is gone) and the LU's disks.
-        let mut names: Vec<String> = lu.disks.iter().map(|d| d.name.clone()).collect();
-        if let Some(m) = lu.map {
-            for (_, p) in m.paths() {
-                if !names.contains(&p.dev) {
-                    names.push(p.dev.clone());
-                }
-            }
-        }
-        let mut lu_paths = Vec::new();
-        for name in names {
-            let disk = lu.disks.iter().copied().find(|d| d.name == name);
-            let mp = lu
-                .map
-                .and_then(|m| m.paths().find(|(_, p)| p.dev == name).map(|(_, p)| p));
-            let probe = probes.get(&name);
-            let id = probe.and_then(|p| p.id.as_ref());
-            let session = disk.and_then(|d| d.session).and_then(|s| sessions.get(&s));
-            let tpg_id = id.and_then(DeviceId::target_port_group).map(|t| t.0);
-            let rtpi = id.and_then(DeviceId::relative_target_port).map(|r| r.0);
-            let hctl = disk.map(ScsiDisk::hctl).unwrap_or_default();
-            let is_disabled = disabled
-                .iter()
-                .any(|(h, dev)| (!hctl.is_empty() && *h == hctl) || *dev == name);
-            let state = path_state(
-                disk,
-                session,
-                mp,
-                state_of_tpg(tpg_id),
-                probe.and_then(|p| p.error.as_ref()),
-                is_disabled,
-            );
-            lu_paths.push(PathLu {
-                oid: Oid::new(ObjectType::PathLu, 0),
-                device_file_name: format!("/dev/{name}"),
-                hctl,
-                lun: disk.map_or(0, |d| d.lun),
-                state,
-                disabled: is_disabled,
-                weight: mp.map_or(0, |p| p.pri),
-                dm_state: mp.map(|p| p.dm_st.clone()),
-                checker_state: mp.map(|p| p.chk_st.clone()),
-                device_state: disk.map(|d| d.state.clone()),
-                kernel_access_state: disk.and_then(|d| d.access_state.clone()),
-                tpg_id,
-                relative_port_id: rtpi,
-                portal: session.and_then(IscsiSession::portal),
-                session: disk.and_then(|d| d.session),
-                initiator_port: disk
-                    .and_then(|d| d.session)
-                    .and_then(|s| iport_of_session.get(&s).copied()),
-                target_port: match (disk, id) {
-                    (Some(d), Some(id)) => {
-                        port_key(d, id).and_then(|(n, r, _, _)| tport_oid(&n, r))
-                    }
-                    _ => None,
-                },
-                lu: lu_oid,
-                device: name,
-            });
-        }
-        lu_paths.sort_by(|a, b| {
-            (a.hctl.is_empty(), &a.hctl, &a.device).cmp(&(b.hctl.is_empty(), &b.hctl, &b.device))
-        });
+        let mut lu_paths = lu_paths(&j, lu, lu_oid, &lu_tpgs);
         for p in &mut lu_paths {
             p.oid = Oid::new(ObjectType::PathLu, paths.len() as u64 + 1);
             paths.push(p.clone());
         }
-
-        let path_oid = |dev: &str| lu_paths.iter().find(|p| p.device == dev).map(|p| p.oid);
-        let path_groups: Vec<PathGroup> = lu
-            .map
-            .map(|m| {
-                m.path_groups
-                    .iter()
-                    .map(|g| PathGroup {
-                        group: g.group,
-                        priority: g.pri,
-                        dm_state: g.dm_st.clone(),
-                        selector: g.selector.clone(),
-                        paths: g.paths.iter().filter_map(|p| path_oid(&p.dev)).collect(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let selector = path_groups
-            .first()
-            .map(|g| g.selector.clone())
-            .unwrap_or_default();
-        let inq = lp.inquiry.as_ref();
-        let text = |a: Option<&str>, b: Option<String>| {
-            a.map(str::to_string)
-                .filter(|s| !s.is_empty())
-                .or(b)
-                .unwrap_or_default()
-        };
-        let lu_group = first
-            .and_then(|d| probes.get(&d.name))
-            .and_then(|p| p.id.as_ref())
-            .and_then(|id| {
-                id.lu_designators().find_map(|d| match d {
-                    scsi::Designator::LogicalUnitGroup(g) => Some(*g),
-                    _ => None,
-                })
-            });
-        let active = lu_paths.iter().filter(|p| p.state.is_usable()).count();
-        lus.push(MultipathLu {
-            oid: lu_oid,
-            name: lu.wwid.clone(),
-            name_type: lu_name_type(&lu.wwid),
-            vendor: text(
-                inq.map(|i| i.vendor.as_str()),
-                lu.map
-                    .map(|m| m.vend.clone())
-                    .or(first.map(|d| d.vendor.clone())),
-            ),
-            product: text(
-                inq.map(|i| i.product.as_str()),
-                lu.map
-                    .map(|m| m.prod.clone())
-                    .or(first.map(|d| d.model.clone())),
-            ),
-            revision: text(
-                inq.map(|i| i.revision.as_str()),
-                lu.map
-                    .map(|m| m.rev.clone())
-                    .or(first.map(|d| d.rev.clone())),
-            ),
-            device_file_name: lu.map.map(|m| format!("/dev/mapper/{}", m.name)),
-            dm_device: lu.map.map(|m| m.sysfs.clone()).filter(|s| !s.is_empty()),
-            size: lu.disks.iter().map(|d| d.size).max().unwrap_or(0),
-            asymmetric: tpgs_field.is_alua(),
-            implicit_alua: tpgs_field.implicit(),
-            explicit_alua: tpgs_field.explicit(),
-            current_load_balance_type: load_balance::of_selector(&selector),
-            selector,
-            auto_failback_enabled: lu
-                .map
-                .is_some_and(|m| !matches!(m.failback.as_str(), "manual" | "-" | "")),
-            failback: lu.map.map(|m| m.failback.clone()).unwrap_or_default(),
-            queueing: lu.map.map(|m| m.queueing.clone()).unwrap_or_default(),
-            features: lu.map.map(|m| m.features.clone()).unwrap_or_default(),
-            hardware_handler: lu.map.map(|m| m.hwhandler.clone()).unwrap_or_default(),
-            logical_unit_group_id: lu_group,
-            path_groups,
-            active_paths: active,
-            total_paths: lu_paths.len(),
-        });
+        lus.push(multipath_lu(&j, lu, lu_oid, &lp, &lu_paths));
     }
-
     Ok(Topology {
         plugin: plugin(),
         initiator_ports,
