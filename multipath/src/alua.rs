@@ -187,6 +187,50 @@ pub fn set_tpg_access(
     let lu = topo
         .find_lu(lu_name)
         .ok_or_else(|| MultipathError::not_found("logical unit", lu_name))?;
+    let before = check_request(topo, lu, pairs)?;
+    let paths = command_paths(topo, lu);
+    let via = send_stpg(sys, &paths, pairs)?;
+    tracing::info!(lu = %lu.name, via = %via, ?pairs, "SET TARGET PORT GROUPS sent");
+
+    let started = Instant::now();
+    let (settled, reads) = wait_for_states(sys, lu, &paths, pairs, deadlines)?;
+    let array_ms = ms(started.elapsed());
+    let changes = pairs
+        .iter()
+        .map(|&(id, st)| GroupChange {
+            tpg_id: id,
+            before: before.get(&id).copied().unwrap_or(TpgState::Active),
+            requested: TpgState::Alua(st),
+            after: settled
+                .get(&id)
+                .map_or(TpgState::Active, |s| TpgState::Alua(*s)),
+        })
+        .collect();
+    let mut report = AccessReport {
+        lu: lu.name.clone(),
+        method: format!("stpg via {via}"),
+        changes,
+        rtpg_reads: reads,
+        host_followed: false,
+        array_ms,
+        host_ms: 0,
+    };
+    if !deadlines.host.is_zero() {
+        let t0 = Instant::now();
+        wait_for_host(sys, &lu.name, deadlines.host, deadlines.poll)?;
+        report.host_followed = true;
+        report.host_ms = ms(t0.elapsed());
+    }
+    Ok(report)
+}
+
+/// The groups `pairs` asks for, checked against `lu` (explicit ALUA, known groups, states a
+/// group supports and may be asked for, each group once); returns each group's state before.
+fn check_request(
+    topo: &Topology,
+    lu: &MultipathLu,
+    pairs: &[(u16, AccessState)],
+) -> Result<BTreeMap<u16, TpgState>> {
     if !lu.explicit_alua {
         return Err(MultipathError::Invalid(format!(
             "{}: the LU does not support explicit ALUA (SET TARGET PORT GROUPS); TPGS: implicit={}",
@@ -218,11 +262,16 @@ pub fn set_tpg_access(
             )));
         }
     }
-    let paths = command_paths(topo, lu);
+    Ok(before)
+}
+
+/// Sends SET TARGET PORT GROUPS for `pairs` through the first of `paths` that takes it (a path
+/// failure moves on to the next path); returns the device it went through.
+fn send_stpg(sys: &System, paths: &[&PathLu], pairs: &[(u16, AccessState)]) -> Result<String> {
     let request: Vec<(TpgId, AccessState)> = pairs.iter().map(|&(i, s)| (TpgId(i), s)).collect();
     let mut via = None;
     let mut last_err = None;
-    for p in &paths {
+    for p in paths {
         if matches!(p.state, PathState::Removed | PathState::InvalidClosed) {
             continue;
         }
@@ -242,20 +291,29 @@ pub fn set_tpg_access(
             Err(e) => return Err(MultipathError::scsi("SET TARGET PORT GROUPS", &p.device, e)),
         }
     }
-    let via = via.ok_or_else(|| {
+    via.ok_or_else(|| {
         last_err.unwrap_or_else(|| MultipathError::Invalid("the LU has no usable path".into()))
-    })?;
-    tracing::info!(lu = %lu.name, via = %via, ?pairs, "SET TARGET PORT GROUPS sent");
+    })
+}
 
+/// Reads RTPG through `paths` until every group of `pairs` reports its requested state
+/// (waiting out TRANSITIONING) or `deadlines.array` passes; returns the states and the reads.
+fn wait_for_states(
+    sys: &System,
+    lu: &MultipathLu,
+    paths: &[&PathLu],
+    pairs: &[(u16, AccessState)],
+    deadlines: Deadlines,
+) -> Result<(BTreeMap<u16, AccessState>, u32)> {
     let started = Instant::now();
     let mut reads = 0u32;
-    let settled = loop {
+    loop {
         reads += 1;
-        let groups = read_groups(sys, &paths)?;
+        let groups = read_groups(sys, paths)?;
         let now: BTreeMap<u16, AccessState> =
             groups.groups.iter().map(|g| (g.id.0, g.state)).collect();
         if pairs.iter().all(|(id, st)| now.get(id) == Some(st)) {
-            break now;
+            return Ok((now, reads));
         }
         if started.elapsed() >= deadlines.array {
             return Err(MultipathError::Timeout {
@@ -265,35 +323,7 @@ pub fn set_tpg_access(
             });
         }
         std::thread::sleep(deadlines.poll);
-    };
-    let array_ms = ms(started.elapsed());
-    let changes = pairs
-        .iter()
-        .map(|&(id, st)| GroupChange {
-            tpg_id: id,
-            before: before.get(&id).copied().unwrap_or(TpgState::Active),
-            requested: TpgState::Alua(st),
-            after: settled
-                .get(&id)
-                .map_or(TpgState::Active, |s| TpgState::Alua(*s)),
-        })
-        .collect();
-    let mut report = AccessReport {
-        lu: lu.name.clone(),
-        method: format!("stpg via {via}"),
-        changes,
-        rtpg_reads: reads,
-        host_followed: false,
-        array_ms,
-        host_ms: 0,
-    };
-    if !deadlines.host.is_zero() {
-        let t0 = Instant::now();
-        wait_for_host(sys, &lu.name, deadlines.host, deadlines.poll)?;
-        report.host_followed = true;
-        report.host_ms = ms(t0.elapsed());
     }
-    Ok(report)
 }
 
 /// Failover of `lu` to group `to` (or, without `to`, to the best other group: the preferred
