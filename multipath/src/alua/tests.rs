@@ -5,9 +5,11 @@ use crate::discovery::discover;
 use crate::testing::LabFake;
 use sm_core::testing::{Fault, Reply};
 
-const LUN0: &str = "360014055ab0c0de00000000000000000";
+/// LUN 0 of the lab fake.
+pub(in crate::alua) const LUN0: &str = "360014055ab0c0de00000000000000000";
 
-fn no_host_wait() -> Deadlines {
+/// Deadlines that wait for the array only (no kernel/multipathd follow-up).
+pub(in crate::alua) fn no_host_wait() -> Deadlines {
     Deadlines {
         array: Duration::from_secs(2),
         poll: Duration::from_millis(5),

@@ -1,24 +1,13 @@
 //! The TPG choice on the lab's host A (fake LIO LUs: group 1 active/optimized, group 2
 //! active/non-optimized, explicit ALUA), each branch of the policy.
 
-use std::time::Duration;
-
 use sm_core::scsi::{SenseInfo, SenseKey, TpgId};
 use sm_core::testing::Reply;
 
 use super::*;
+use crate::alua::tests::{LUN0, no_host_wait};
 use crate::discovery::{Options, discover};
 use crate::testing::LabFake;
-
-const LUN0: &str = "360014055ab0c0de00000000000000000";
-
-fn no_host_wait() -> Deadlines {
-    Deadlines {
-        array: Duration::from_secs(2),
-        poll: Duration::from_millis(5),
-        host: Duration::ZERO,
-    }
-}
 
 /// The lab with LUN 0's groups in `states` (group 1, group 2), discovered.
 fn lab_with(states: [AccessState; 2]) -> (LabFake, Topology) {
