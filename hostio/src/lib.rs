@@ -4,7 +4,7 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | [`vhd`] | disk images: the VHD footer (read by us) and [`vhd::qemu_img`] (create, convert, compare) |
+//! | [`vhd`] | disk images: a VHD file's footer (parsed by the vhd crate) and [`vhd::qemu_img`] (create, convert, compare) |
 //! | [`nbd`] | exports: a qemu-nbd daemon per image on a Unix socket, found and stopped by its pid file (tapdisk comes next) |
 //! | [`blockcopy`] | byte-for-byte copies of devices or files, `O_DIRECT` where the length allows |
 //! | [`direct`] | `O_DIRECT` opens and whether a filesystem allows them |

@@ -1,14 +1,14 @@
-//! VHD images: the footer (read by us) and the qemu-img operations that make, copy and grow
-//! them (run through sm-core's runner).
+//! VHD images on the host: a file's footer (parsed by the [`vhd`] crate) and the qemu-img
+//! operations that make, copy and grow them (run through sm-core's runner).
 
-pub mod footer;
 pub mod qemu_img;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-pub use footer::{DiskType, Footer, FooterError};
+use vhd::footer::FOOTER_SIZE;
+pub use vhd::{DiskType, Footer};
 
 /// Largest virtual size we create (sm's `MAX_VHD_SIZE`, 2040 GiB: the VHD format's practical
 /// limit with 2 MiB blocks).
@@ -33,7 +33,7 @@ pub enum VhdError {
         path: PathBuf,
         /// What was wrong with the trailing footer.
         #[source]
-        source: FooterError,
+        source: vhd::VhdError,
     },
 }
 
@@ -55,16 +55,18 @@ pub fn read_info(path: &Path) -> Result<ImageInfo, VhdError> {
     };
     let mut f = File::open(path).map_err(io)?;
     let file_size = f.metadata().map_err(io)?.len();
-    let mut buf = [0u8; footer::FOOTER_LEN];
-    let tail = file_size.checked_sub(footer::FOOTER_LEN as u64);
+    let mut buf = [0u8; FOOTER_SIZE];
+    let tail = file_size.checked_sub(FOOTER_SIZE as u64);
     let trailing = match tail {
         Some(at) => {
             f.seek(SeekFrom::Start(at)).map_err(io)?;
             f.read_exact(&mut buf).map_err(io)?;
             Footer::parse(&buf)
         }
-        None => Err(FooterError::Short {
-            got: usize::try_from(file_size).unwrap_or(0),
+        None => Err(vhd::VhdError::Short {
+            what: "footer",
+            need: FOOTER_SIZE as u64,
+            got: file_size,
         }),
     };
     let footer = match trailing {
@@ -101,7 +103,7 @@ mod tests {
     fn reads_trailing_footer_and_falls_back_to_leading_copy() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("x.vhd");
-        let ft = footer::tests::build(8 << 20, 3);
+        let ft = Footer::new(DiskType::Dynamic, 8 << 20).to_bytes();
         let mut data = ft.to_vec();
         data.extend_from_slice(&[0u8; 1024]);
         data.extend_from_slice(&ft);
