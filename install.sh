@@ -3,8 +3,14 @@
 # directory, the SR types in xapi.conf's sm-plugins (when /etc/xapi.conf exists), /var/lock/sm.
 # `--uninstall` undoes exactly what an install did (recorded in <plugin dir>/.xsm-install).
 #
-# Usage: ./install.sh [--binary PATH] [--uninstall]
+# It never overwrites a file it did not install: when a plugin name (or `xsm`) is already taken
+# in the plugin directory, by sm's drivers or anything else, it says what it found and stops
+# before changing anything. `--force` moves such files into <plugin dir>/.xsm-backup/ instead;
+# `--uninstall` moves them back, unchanged.
+#
+# Usage: ./install.sh [--binary PATH] [--force] [--uninstall]
 #   --binary PATH   install this xsm binary (default: build it with cargo build --release)
+#   --force         move files in the way into .xsm-backup/ (restored by --uninstall)
 # Environment:
 #   DESTDIR   staging root prefixed to every path (default: none)
 #   PREFIX    plugin directory xapi scans (default: /opt/xensource/sm)
@@ -18,16 +24,19 @@ plugin_dir="$DESTDIR$PREFIX"
 conf="$DESTDIR$XAPI_CONF"
 lock_dir="$DESTDIR/var/lock/sm"
 state="$plugin_dir/.xsm-install"
+backup_dir="$plugin_dir/.xsm-backup"
 # xapi's built-in sm-plugins list, used when xapi.conf has no sm-plugins line of its own.
 xapi_default_plugins="ext nfs iscsi lvmoiscsi dummy file hba rawhba udev iso lvm lvmohba lvmofcoe shm smb"
 
 binary=""
+force=no
 mode=do_install
 while (($#)); do
     case $1 in
         --binary) binary=$2; shift 2 ;;
+        --force) force=yes; shift ;;
         --uninstall) mode=do_uninstall; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -60,6 +69,23 @@ mkdirs() {
 
 read_state() { [[ -f $state ]] && sed -n "s/^$1=//p" "$state" | tail -1 || true; }
 
+# Whether <plugin dir>/$1 is ours: a plugin link to xsm, or xsm itself after a recorded install.
+is_ours() {
+    local f=$plugin_dir/$1
+    if [[ $1 == xsm ]]; then [[ -f $state ]]; else [[ -L $f && $(readlink "$f") == xsm ]]; fi
+}
+
+# What <plugin dir>/$1 is, for the refusal message (type, target or size, owning package).
+describe() {
+    local f=$plugin_dir/$1 what owner=""
+    if [[ -L $f ]]; then what="symbolic link to $(readlink "$f")"
+    elif [[ -f $f ]]; then what="file of $(stat -c %s "$f") bytes"
+    else what=$(stat -c %F "$f"); fi
+    if command -v rpm >/dev/null; then owner=$(rpm -qf "$f" 2>/dev/null || true); fi
+    if [[ -z $owner ]] && command -v dpkg >/dev/null; then owner=$(dpkg -S "$f" 2>/dev/null | cut -d: -f1 || true); fi
+    echo "$PREFIX/$1: $what${owner:+, from package $owner}"
+}
+
 do_install() {
     if [[ -z $binary ]]; then
         say "building xsm (cargo build --release -p xsm)"
@@ -67,22 +93,76 @@ do_install() {
         binary="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")" && pwd)/target}/release/xsm"
     fi
     [[ -x $binary ]] || { echo "install.sh: no executable xsm at $binary" >&2; exit 1; }
-    local prev_links prev_types prev_line prev_lock
+    local prev_links prev_types prev_line prev_lock prev_backups
     prev_links=$(read_state links); prev_types=$(read_state types)
     prev_line=$(read_state appended_line); prev_lock=$(read_state created_lock_dir)
+    prev_backups=$(read_state backups)
+
+    local plugins=() ptypes=() plugin type
+    while read -r plugin type; do
+        [[ -n $plugin ]] || continue
+        plugins+=("$plugin"); ptypes+=("$type")
+    done < <("$binary" --list-plugins)
+    ((${#plugins[@]})) || { echo "install.sh: the binary lists no plugins" >&2; exit 1; }
+
+    # Everything in the way is found before anything changes.
+    local in_way=() name
+    for name in xsm "${plugins[@]}"; do
+        if [[ -e $plugin_dir/$name || -L $plugin_dir/$name ]] && ! is_ours "$name"; then in_way+=("$name"); fi
+    done
+    if ((${#in_way[@]})); then
+        for name in "${in_way[@]}"; do say "found $(describe "$name")"; done
+        if [[ $force != yes ]]; then
+            echo "install.sh: these names are taken by files this installer did not put there; nothing was changed." >&2
+            echo "install.sh: --force moves them into $PREFIX/.xsm-backup/ and --uninstall puts them back." >&2
+            exit 1
+        fi
+        for name in "${in_way[@]}"; do
+            if [[ -e $backup_dir/$name || -L $backup_dir/$name ]]; then
+                echo "install.sh: $PREFIX/.xsm-backup/$name exists already; nothing was changed." >&2
+                exit 1
+            fi
+        done
+        mkdirs "$backup_dir"
+        for name in "${in_way[@]}"; do
+            mv "$plugin_dir/$name" "$backup_dir/$name"
+            say "moved $PREFIX/$name to $PREFIX/.xsm-backup/$name (--force)"
+        done
+    fi
 
     mkdirs "$plugin_dir"
     command install -m 0755 "$binary" "$plugin_dir/xsm.new"
     mv -f "$plugin_dir/xsm.new" "$plugin_dir/xsm"
 
-    local links=() types=() plugin type
-    while read -r plugin type; do
-        [[ -n $plugin ]] || continue
-        ln -sfn xsm "$plugin_dir/$plugin"
-        links+=("$plugin"); types+=("$type")
-        say "$PREFIX/$plugin -> xsm (type $type)"
-    done < <("$plugin_dir/xsm" --list-plugins)
-    ((${#links[@]})) || { echo "install.sh: the binary lists no plugins" >&2; exit 1; }
+    local links=() types=() i
+    for i in "${!plugins[@]}"; do
+        ln -sfn xsm "$plugin_dir/${plugins[$i]}"
+        links+=("${plugins[$i]}"); types+=("${ptypes[$i]}")
+        say "$PREFIX/${plugins[$i]} -> xsm (type ${ptypes[$i]})"
+    done
+
+    # Names an earlier install linked that this binary no longer serves (wave 1 took sm's FileSR,
+    # EXTSR and LVMSR): our link goes; what was there before comes back from the backup, or, for
+    # sm's own <Name>SR -> <Name>SR.py link (how the sm package ships them), is made again.
+    local kept_backups=() stale
+    for stale in $prev_links; do
+        [[ " ${links[*]} " == *" $stale "* ]] && continue
+        is_ours "$stale" || continue
+        rm -f "$plugin_dir/$stale"
+        if [[ " $prev_backups " == *" $stale "* && -e $backup_dir/$stale ]]; then
+            mv "$backup_dir/$stale" "$plugin_dir/$stale"
+            say "restored $PREFIX/$stale (no longer one of ours)"
+        elif [[ -f $plugin_dir/$stale.py ]]; then
+            ln -s "$stale.py" "$plugin_dir/$stale"
+            say "$PREFIX/$stale -> $stale.py again (sm's link, taken by an earlier install)"
+        else
+            say "removed our old link $PREFIX/$stale"
+        fi
+    done
+    for name in $prev_backups; do
+        [[ -e $backup_dir/$name || -L $backup_dir/$name ]] && kept_backups+=("$name")
+    done
+    rmdir "$backup_dir" 2>/dev/null || true
 
     local added=() appended=${prev_line:-no}
     if [[ -f $conf ]]; then
@@ -114,11 +194,12 @@ do_install() {
     local all_added
     all_added=$(printf '%s\n' $prev_types "${added[@]}" | awk 'NF && !seen[$0]++' | xargs)
     {
-        echo "links=${links[*]} $prev_links"
+        echo "links=${links[*]}"
         echo "types=$all_added"
         echo "appended_line=$appended"
         echo "created_lock_dir=$created_lock"
-        echo "created_dirs=${created_dirs[*]} $(read_state created_dirs)"
+        echo "created_dirs=$(printf '%s\n' $(read_state created_dirs) "${created_dirs[@]}" | awk 'NF && !seen[$0]++' | xargs)"
+        echo "backups=$(printf '%s\n' "${kept_backups[@]}" "${in_way[@]}" | awk 'NF && !seen[$0]++' | xargs)"
     } >"$state.new"
     mv -f "$state.new" "$state"
     say "installed $("$plugin_dir/xsm" --version) into $PREFIX"
@@ -133,6 +214,16 @@ do_uninstall() {
         if [[ -L $plugin_dir/$l && $(readlink "$plugin_dir/$l") == xsm ]]; then rm -f "$plugin_dir/$l"; fi
     done
     rm -f "$plugin_dir/xsm"
+    local b
+    for b in $(read_state backups); do
+        if [[ -e $plugin_dir/$b || -L $plugin_dir/$b ]]; then
+            say "kept $PREFIX/.xsm-backup/$b: $PREFIX/$b exists again"
+        else
+            mv "$backup_dir/$b" "$plugin_dir/$b"
+            say "restored $PREFIX/$b"
+        fi
+    done
+    rmdir "$backup_dir" 2>/dev/null || true
     if [[ -f $conf ]]; then
         if [[ $appended == yes ]]; then
             local tmp

@@ -93,7 +93,7 @@ fn main() {
         .tempdir_in("/tmp")
         .expect("tempdir");
     let xapi = FakeXapi::start(&d.path().join("xapi")).expect("fake xapi");
-    let link = d.path().join("FileSR");
+    let link = d.path().join("XSMFileSR");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_xsm"), &link).expect("link");
     let env: Vec<(&str, OsString)> = vec![
         ("SM_ROOT", d.path().join("root").into()),

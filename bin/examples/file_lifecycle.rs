@@ -1,5 +1,5 @@
 //! The main job, for now: a `file` SR lifecycle driven through the plugin exactly as xapi calls
-//! it (one exec of `FileSR` per SMAPI call, argv[1] = the methodCall in xapi's wire shape,
+//! it (one exec of `XSMFileSR` per SMAPI call, argv[1] = the methodCall in xapi's wire shape,
 //! stdout = the methodResponse), printing each call, the XenAPI calls the plugin made back, and
 //! the response. A tiny in-process XenAPI server stands in for xapi; no root needed.
 //!
@@ -73,7 +73,7 @@ impl Demo {
             self.plugin
                 .file_name()
                 .and_then(|n| n.to_str())
-                .unwrap_or("FileSR")
+                .unwrap_or("XSMFileSR")
         );
         let out = match out {
             Ok(out) => out,
@@ -215,7 +215,7 @@ fn main() -> ExitCode {
     else {
         return ExitCode::FAILURE;
     };
-    let plugin = dir.path().join("FileSR");
+    let plugin = dir.path().join("XSMFileSR");
     let Ok(xapi) = FakeXapi::start(&dir.path().join("xapi")) else {
         return ExitCode::FAILURE;
     };

@@ -79,7 +79,7 @@ fn through_the_binary() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
     let d = tempfile::tempdir().unwrap();
-    let link = d.path().join("FileSR");
+    let link = d.path().join("XSMFileSR");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_xsm"), &link).unwrap();
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases,

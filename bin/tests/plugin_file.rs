@@ -19,7 +19,7 @@ fn call(env: &Env, cmd: &str) -> Call {
 
 fn create_vdi(env: &Env, size: &str) -> String {
     let r = env.call(
-        "FileSR",
+        "XSMFileSR",
         &call(env, "vdi_create")
             .args(&[size, "disk", "", "", "false", "", "", "false"])
             .field("vdi_type", "user"),
@@ -90,16 +90,16 @@ fn same(a: &str, fa: &str, b: &str, fb: &str) -> bool {
 fn lifecycle_as_xapi_calls_it() {
     let env = Env::new();
     // SR create + attach: the directory becomes the SR and is linked under sr-mount.
-    env.call("FileSR", &call(&env, "sr_create").args(&["0"]))
+    env.call("XSMFileSR", &call(&env, "sr_create").args(&["0"]))
         .ok();
     assert!(env.path("srdir/.xsm-sr").exists());
-    env.call("FileSR", &call(&env, "sr_attach")).ok();
-    env.call("FileSR", &call(&env, "sr_attach")).ok();
+    env.call("XSMFileSR", &call(&env, "sr_attach")).ok();
+    env.call("XSMFileSR", &call(&env, "sr_attach")).ok();
     let link = env.root.join(format!("var/run/sr-mount/{SR}"));
     assert_eq!(std::fs::read_link(&link).unwrap(), env.path("srdir"));
 
     // vdi_create from a literal fixture: registered through VDI.db_introduce with the exact size.
-    let r = env.exec("FileSR", [fixture("vdi_create.xml", &env, "")]);
+    let r = env.exec("XSMFileSR", [fixture("vdi_create.xml", &env, "")]);
     let vdi = member(&r.ok(), "uuid");
     assert_eq!(member(&r.ok(), "location"), vdi);
     assert_eq!(
@@ -119,10 +119,10 @@ fn lifecycle_as_xapi_calls_it() {
     );
 
     // epoch_begin, attach (literal fixture), activate: the order xapi uses.
-    env.call("FileSR", &call(&env, "vdi_epoch_begin").vdi(&env, &vdi))
+    env.call("XSMFileSR", &call(&env, "vdi_epoch_begin").vdi(&env, &vdi))
         .ok();
     let a = env
-        .exec("FileSR", [fixture("vdi_attach.xml", &env, &vdi)])
+        .exec("XSMFileSR", [fixture("vdi_attach.xml", &env, &vdi)])
         .ok();
     let params_nbd = member(&a, "params_nbd");
     assert!(
@@ -135,7 +135,7 @@ fn lifecycle_as_xapi_calls_it() {
         Some(&Value::Struct(Default::default()))
     );
     let again = env
-        .exec("FileSR", [fixture("vdi_attach.xml", &env, &vdi)])
+        .exec("XSMFileSR", [fixture("vdi_attach.xml", &env, &vdi)])
         .ok();
     assert_eq!(
         member(&again, "params_nbd"),
@@ -143,7 +143,7 @@ fn lifecycle_as_xapi_calls_it() {
         "attach is idempotent"
     );
     env.call(
-        "FileSR",
+        "XSMFileSR",
         &call(&env, "vdi_activate").args(&["true"]).vdi(&env, &vdi),
     )
     .ok();
@@ -161,7 +161,7 @@ fn lifecycle_as_xapi_calls_it() {
     write_pattern(&uri, "raw", "0xab");
     let s = env
         .call(
-            "FileSR",
+            "XSMFileSR",
             &call(&env, "vdi_snapshot")
                 .vdi(&env, &vdi)
                 .map_field("driver_params", &[]),
@@ -184,13 +184,13 @@ fn lifecycle_as_xapi_calls_it() {
     assert!(!same(&uri, "raw", &image(&env, &snap), "vpc"));
 
     // vdi_detach refuses nothing, stops the export; sr_detach refused while attached.
-    assert_eq!(env.call("FileSR", &call(&env, "sr_detach")).fault(), 16);
+    assert_eq!(env.call("XSMFileSR", &call(&env, "sr_detach")).fault(), 16);
     assert_eq!(
-        env.call("FileSR", &call(&env, "vdi_delete").vdi(&env, &vdi))
+        env.call("XSMFileSR", &call(&env, "vdi_delete").vdi(&env, &vdi))
             .fault(),
         24
     );
-    env.call("FileSR", &call(&env, "vdi_deactivate").vdi(&env, &vdi))
+    env.call("XSMFileSR", &call(&env, "vdi_deactivate").vdi(&env, &vdi))
         .ok();
     assert!(
         env.xapi
@@ -198,11 +198,11 @@ fn lifecycle_as_xapi_calls_it() {
             .keys()
             .all(|k| !k.starts_with("host_"))
     );
-    env.call("FileSR", &call(&env, "vdi_detach").vdi(&env, &vdi))
+    env.call("XSMFileSR", &call(&env, "vdi_detach").vdi(&env, &vdi))
         .ok();
-    env.call("FileSR", &call(&env, "vdi_detach").vdi(&env, &vdi))
+    env.call("XSMFileSR", &call(&env, "vdi_detach").vdi(&env, &vdi))
         .ok();
-    env.call("FileSR", &call(&env, "vdi_epoch_end").vdi(&env, &vdi))
+    env.call("XSMFileSR", &call(&env, "vdi_epoch_end").vdi(&env, &vdi))
         .ok();
     assert!(
         std::fs::read_dir(env.root.join(format!("run/sm-rs/nbd/{SR}")))
@@ -214,7 +214,7 @@ fn lifecycle_as_xapi_calls_it() {
     // Clone of the detached VDI: identical, and independent of the source's deletion later.
     let c = env
         .call(
-            "FileSR",
+            "XSMFileSR",
             &call(&env, "vdi_clone")
                 .vdi(&env, &vdi)
                 .map_field("driver_params", &[]),
@@ -230,7 +230,7 @@ fn lifecycle_as_xapi_calls_it() {
     // Resize grows, keeps the data, updates the record; shrinking is refused.
     let r = env
         .call(
-            "FileSR",
+            "XSMFileSR",
             &call(&env, "vdi_resize").args(&["16777216"]).vdi(&env, &vdi),
         )
         .ok();
@@ -253,7 +253,7 @@ fn lifecycle_as_xapi_calls_it() {
     );
     assert_eq!(
         env.call(
-            "FileSR",
+            "XSMFileSR",
             &call(&env, "vdi_resize").args(&["4194304"]).vdi(&env, &vdi)
         )
         .fault(),
@@ -261,7 +261,7 @@ fn lifecycle_as_xapi_calls_it() {
     );
     assert_eq!(
         env.call(
-            "FileSR",
+            "XSMFileSR",
             &call(&env, "vdi_resize").args(&["lots"]).vdi(&env, &vdi)
         )
         .fault(),
@@ -269,7 +269,7 @@ fn lifecycle_as_xapi_calls_it() {
     );
 
     // The source goes; the snapshot and clone keep their data.
-    env.call("FileSR", &call(&env, "vdi_delete").vdi(&env, &vdi))
+    env.call("XSMFileSR", &call(&env, "vdi_delete").vdi(&env, &vdi))
         .ok();
     assert!(env.xapi.vdi(&vdi).is_none());
     assert!(has_pattern(&image(&env, &clone), "vpc", "0xcd"));
@@ -285,7 +285,7 @@ fn lifecycle_as_xapi_calls_it() {
     )
     .unwrap();
     std::fs::write(env.path("srdir/broken.vhd"), b"not a vhd").unwrap();
-    env.call("FileSR", &call(&env, "sr_scan")).ok();
+    env.call("XSMFileSR", &call(&env, "sr_scan")).ok();
     assert!(env.xapi.vdi(&clone).is_none(), "vanished VDI forgotten");
     assert_eq!(
         env.xapi.vdi_field(foreign, "virtual_size").as_deref(),
@@ -303,7 +303,7 @@ fn lifecycle_as_xapi_calls_it() {
     );
     drop(st);
     std::fs::remove_file(env.path("srdir/broken.vhd")).unwrap();
-    env.call("FileSR", &call(&env, "sr_update")).ok();
+    env.call("XSMFileSR", &call(&env, "sr_update")).ok();
 
     // Introduce: forget the record, then bring the file back under a new uuid.
     let (fref, _) = env.xapi.vdi(foreign).unwrap();
@@ -311,7 +311,7 @@ fn lifecycle_as_xapi_calls_it() {
     let newid = "abcdefab-1111-4222-8333-444455556666";
     let i = env
         .call(
-            "FileSR",
+            "XSMFileSR",
             &call(&env, "vdi_introduce")
                 .field("new_uuid", newid)
                 .field("vdi_location", foreign)
@@ -324,7 +324,7 @@ fn lifecycle_as_xapi_calls_it() {
         Some(foreign)
     );
     let dup = env.call(
-        "FileSR",
+        "XSMFileSR",
         &call(&env, "vdi_introduce")
             .field("new_uuid", "abcdefab-1111-4222-8333-444455556667")
             .field("vdi_location", foreign),
@@ -332,11 +332,11 @@ fn lifecycle_as_xapi_calls_it() {
     assert_eq!(dup.fault(), 43);
 
     // vdi_update refreshes sizes; sr_probe finds the SR.
-    env.call("FileSR", &call(&env, "vdi_update").vdi(&env, newid))
+    env.call("XSMFileSR", &call(&env, "vdi_update").vdi(&env, newid))
         .ok();
     let p = env
         .call(
-            "FileSR",
+            "XSMFileSR",
             &Call::new("sr_probe")
                 .field("session_ref", common::SESSION)
                 .dconf("location", &dir(&env))
@@ -347,17 +347,17 @@ fn lifecycle_as_xapi_calls_it() {
     assert!(probe.contains(&format!("<UUID>{SR}</UUID>")), "{probe}");
 
     // sr_delete refuses while VDIs remain, then leaves nothing behind.
-    assert_eq!(env.call("FileSR", &call(&env, "sr_delete")).fault(), 39);
+    assert_eq!(env.call("XSMFileSR", &call(&env, "sr_delete")).fault(), 39);
     for v in [snap.as_str(), newid] {
-        env.call("FileSR", &call(&env, "vdi_delete").vdi(&env, v))
+        env.call("XSMFileSR", &call(&env, "vdi_delete").vdi(&env, v))
             .ok();
     }
-    env.call("FileSR", &call(&env, "sr_detach")).ok();
-    env.call("FileSR", &call(&env, "sr_detach")).ok();
+    env.call("XSMFileSR", &call(&env, "sr_detach")).ok();
+    env.call("XSMFileSR", &call(&env, "sr_detach")).ok();
     assert!(!common::exists(&link));
-    env.call("FileSR", &call(&env, "sr_delete")).ok();
+    env.call("XSMFileSR", &call(&env, "sr_delete")).ok();
     assert!(!env.path("srdir").exists());
-    env.call("FileSR", &call(&env, "sr_delete")).ok();
+    env.call("XSMFileSR", &call(&env, "sr_delete")).ok();
     assert!(
         env.xapi.calls().iter().all(|m| m != "session.logout"),
         "the session is never logged out"
@@ -369,12 +369,15 @@ fn lifecycle_as_xapi_calls_it() {
 #[test]
 fn generate_config_attaches_without_xapi() {
     let env = Env::new();
-    env.call("FileSR", &call(&env, "sr_create").args(&["0"]))
+    env.call("XSMFileSR", &call(&env, "sr_create").args(&["0"]))
         .ok();
-    env.call("FileSR", &call(&env, "sr_attach")).ok();
+    env.call("XSMFileSR", &call(&env, "sr_attach")).ok();
     let vdi = create_vdi(&env, "4194304");
     let cfg = env
-        .call("FileSR", &call(&env, "vdi_generate_config").vdi(&env, &vdi))
+        .call(
+            "XSMFileSR",
+            &call(&env, "vdi_generate_config").vdi(&env, &vdi),
+        )
         .ok();
     let config = cfg.as_str().unwrap().to_string();
     assert!(
@@ -382,8 +385,8 @@ fn generate_config_attaches_without_xapi() {
         "{config}"
     );
     assert!(!config.contains("session_ref"));
-    env.call("FileSR", &call(&env, "sr_detach")).ok();
-    let a = env.exec("FileSR", [&config]).ok();
+    env.call("XSMFileSR", &call(&env, "sr_detach")).ok();
+    let a = env.exec("XSMFileSR", [&config]).ok();
     assert!(member(&a, "params_nbd").starts_with("nbd:unix:"));
     assert!(has_pattern(
         &nbd_uri(&member(&a, "params_nbd")),
@@ -391,7 +394,7 @@ fn generate_config_attaches_without_xapi() {
         "0x00"
     ));
     let detach = config.replace("vdi_attach_from_config", "vdi_detach_from_config");
-    assert_eq!(env.exec("FileSR", [&detach]).ok(), Value::Nil);
+    assert_eq!(env.exec("XSMFileSR", [&detach]).ok(), Value::Nil);
     assert!(
         std::fs::read_dir(env.root.join(format!("run/sm-rs/nbd/{SR}")))
             .unwrap()
@@ -403,30 +406,30 @@ fn generate_config_attaches_without_xapi() {
 #[test]
 fn activation_conflicts_across_hosts() {
     let env = Env::new();
-    env.call("FileSR", &call(&env, "sr_create").args(&["0"]))
+    env.call("XSMFileSR", &call(&env, "sr_create").args(&["0"]))
         .ok();
     let vdi = create_vdi(&env, "1048576");
     env.xapi
         .set_vdi_sm_config(&vdi, "host_OpaqueRef:other-host", "RO");
     assert_eq!(
         env.call(
-            "FileSR",
+            "XSMFileSR",
             &call(&env, "vdi_activate").args(&["true"]).vdi(&env, &vdi)
         )
         .fault(),
         24
     );
     env.call(
-        "FileSR",
+        "XSMFileSR",
         &call(&env, "vdi_activate").args(&["false"]).vdi(&env, &vdi),
     )
     .ok();
     env.xapi
         .set_vdi_sm_config(&vdi, "host_OpaqueRef:other-host", "RW");
-    env.call("FileSR", &call(&env, "vdi_deactivate").vdi(&env, &vdi))
+    env.call("XSMFileSR", &call(&env, "vdi_deactivate").vdi(&env, &vdi))
         .ok();
     let r = env.call(
-        "FileSR",
+        "XSMFileSR",
         &call(&env, "vdi_activate").args(&["false"]).vdi(&env, &vdi),
     );
     assert_eq!(r.fault(), 24);
@@ -441,7 +444,7 @@ fn activation_conflicts_across_hosts() {
         .set_vdi_sm_config(&vdi, "host_OpaqueRef:other-host", "RO");
     env.xapi.set_vdi_sm_config(&vdi, "activating", HOST_REF);
     env.call(
-        "FileSR",
+        "XSMFileSR",
         &call(&env, "vdi_activate").args(&["false"]).vdi(&env, &vdi),
     )
     .ok();
@@ -452,12 +455,12 @@ fn activation_conflicts_across_hosts() {
 fn fault_paths() {
     let env = Env::new();
     let no_loc = Call::new("sr_create").sr(SR).args(&["0"]);
-    assert_eq!(env.call("FileSR", &no_loc).fault(), 94);
+    assert_eq!(env.call("XSMFileSR", &no_loc).fault(), 94);
     let rel = Call::new("sr_create")
         .sr(SR)
         .dconf("location", "relative/path")
         .args(&["0"]);
-    assert_eq!(env.call("FileSR", &rel).fault(), 94);
+    assert_eq!(env.call("XSMFileSR", &rel).fault(), 94);
     // A non-empty foreign directory is not taken over.
     std::fs::create_dir_all(env.path("busy")).unwrap();
     std::fs::write(env.path("busy/data"), b"x").unwrap();
@@ -465,14 +468,14 @@ fn fault_paths() {
         .sr(SR)
         .dconf("location", &env.path("busy").display().to_string())
         .args(&["0"]);
-    assert_eq!(env.call("FileSR", &busy).fault(), 42);
+    assert_eq!(env.call("XSMFileSR", &busy).fault(), 42);
     // SR not created: VDI calls see it unavailable.
-    assert_eq!(env.call("FileSR", &call(&env, "sr_scan")).fault(), 47);
-    env.call("FileSR", &call(&env, "sr_create").args(&["0"]))
+    assert_eq!(env.call("XSMFileSR", &call(&env, "sr_scan")).fault(), 47);
+    env.call("XSMFileSR", &call(&env, "sr_create").args(&["0"]))
         .ok();
     for bad in ["0", "-1", "x", "99999999999999999999999"] {
         let r = env.call(
-            "FileSR",
+            "XSMFileSR",
             &call(&env, "vdi_create").args(&[bad, "", "", "", "false", "", "", "false"]),
         );
         assert_eq!(r.fault(), 79, "size {bad}");
@@ -480,20 +483,20 @@ fn fault_paths() {
     let missing = "deadbeef-0000-4000-8000-000000000000";
     assert_eq!(
         env.call(
-            "FileSR",
+            "XSMFileSR",
             &call(&env, "vdi_attach").args(&["true"]).vdi(&env, missing)
         )
         .fault(),
         144
     );
     assert_eq!(
-        env.call("FileSR", &call(&env, "vdi_snapshot").vdi(&env, missing))
+        env.call("XSMFileSR", &call(&env, "vdi_snapshot").vdi(&env, missing))
             .fault(),
         144
     );
     assert_eq!(
         env.call(
-            "FileSR",
+            "XSMFileSR",
             &call(&env, "vdi_attach").args(&["maybe"]).vdi(&env, missing)
         )
         .fault(),
@@ -501,37 +504,41 @@ fn fault_paths() {
     );
     // Unimplemented calls, unknown calls, epoch reset without VDI_RESET_ON_BOOT.
     assert_eq!(
-        env.call("FileSR", &call(&env, "sr_content_type")).fault(),
+        env.call("XSMFileSR", &call(&env, "sr_content_type"))
+            .fault(),
         38
     );
     assert_eq!(
-        env.call("FileSR", &call(&env, "vdi_compose").args(&["OpaqueRef:x"]))
-            .fault(),
+        env.call(
+            "XSMFileSR",
+            &call(&env, "vdi_compose").args(&["OpaqueRef:x"])
+        )
+        .fault(),
         38
     );
     let reset = call(&env, "vdi_epoch_begin")
         .vdi(&env, missing)
         .field("vdi_on_boot", "reset");
-    assert_eq!(env.call("FileSR", &reset).fault(), 38);
+    assert_eq!(env.call("XSMFileSR", &reset).fault(), 38);
     // A location that tries to leave the SR directory.
     let evil = call(&env, "vdi_attach")
         .args(&["true"])
         .vdi(&env, missing)
         .field("vdi_location", "../../etc/passwd");
-    assert_eq!(env.call("FileSR", &evil).fault(), 143);
+    assert_eq!(env.call("XSMFileSR", &evil).fault(), 143);
     // Control characters in device_config.
     let ctl = Call::new("sr_attach")
         .sr(SR)
         .dconf("location", "/tmp/a\u{1}b");
-    assert_eq!(env.call("FileSR", &ctl).fault(), 2);
+    assert_eq!(env.call("XSMFileSR", &ctl).fault(), 2);
     // No session where one is needed.
     let nosess = Call::new("sr_scan")
         .field("sr_uuid", SR)
         .dconf("location", &dir(&env));
-    assert_eq!(env.call("FileSR", &nosess).fault(), 150);
+    assert_eq!(env.call("XSMFileSR", &nosess).fault(), 150);
     // Names XML cannot carry.
     let r = env.call(
-        "FileSR",
+        "XSMFileSR",
         &call(&env, "vdi_create").args(&[
             "1048576",
             "bad\u{7}name",
@@ -565,13 +572,13 @@ fn fault_paths() {
 fn protocol_faults_and_exit_status() {
     let env = Env::new();
     let none: [&str; 0] = [];
-    assert_eq!(env.exec("FileSR", none).fault(), 143);
-    assert_eq!(env.exec("FileSR", ["a", "b"]).fault(), 143);
-    assert_eq!(env.exec("FileSR", ["<methodCall><oops"]).fault(), 143);
-    assert_eq!(env.exec("FileSR", ["not xml at all"]).fault(), 143);
+    assert_eq!(env.exec("XSMFileSR", none).fault(), 143);
+    assert_eq!(env.exec("XSMFileSR", ["a", "b"]).fault(), 143);
+    assert_eq!(env.exec("XSMFileSR", ["<methodCall><oops"]).fault(), 143);
+    assert_eq!(env.exec("XSMFileSR", ["not xml at all"]).fault(), 143);
     use std::os::unix::ffi::OsStrExt;
     let bad_utf8 = std::ffi::OsStr::from_bytes(b"<methodCall>\xff\xfe</methodCall>");
-    assert_eq!(env.exec("FileSR", [bad_utf8]).fault(), 143);
+    assert_eq!(env.exec("XSMFileSR", [bad_utf8]).fault(), 143);
     let r = env.exec(
         "NoSuchSR",
         [std::fs::read_to_string(format!(
@@ -598,7 +605,7 @@ fn driver_info_from_the_srtest_fixture() {
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
-    for plugin in ["FileSR", "EXTSR"] {
+    for plugin in ["XSMFileSR", "XSMEXTSR"] {
         let v = env.exec(plugin, [&xml]).ok();
         for k in [
             "name",
@@ -626,4 +633,82 @@ fn driver_info_from_the_srtest_fixture() {
         env.xapi.calls().is_empty(),
         "driver_info makes no XenAPI call"
     );
+}
+
+/// An sm-made snapshot chain (hidden base, differencing leaf) and a raw image in the SR
+/// directory: sr_attach and sr_scan refuse the SR with fault 47 naming them, our VDI's record
+/// stays, nothing of sm's is introduced, the refused attach leaves no sr-mount link; once the
+/// sm content is gone the SR attaches and scans again.
+#[test]
+fn sm_s_vhd_chains_and_other_formats_are_refused_and_nothing_is_forgotten() {
+    use vhd::{CreateOptions, ParentRef, Vhd};
+    let env = Env::new();
+    env.call("XSMFileSR", &call(&env, "sr_create").args(&["0"]))
+        .ok();
+    let ours = create_vdi(&env, "4194304");
+    let base_uuid = "0b0b0b0b-0000-4000-8000-000000000001";
+    let leaf_uuid = "0b0b0b0b-0000-4000-8000-000000000002";
+    let base_path = env.path(&format!("srdir/{base_uuid}.vhd"));
+    let leaf_path = env.path(&format!("srdir/{leaf_uuid}.vhd"));
+    let open = |p: &std::path::Path| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(p)
+            .unwrap()
+    };
+    let opts = CreateOptions::default();
+    let mut base = Vhd::create_dynamic(open(&base_path), &base_path, 4 << 20, &opts).unwrap();
+    base.write_sectors(0, &[0x5a; 512]).unwrap();
+    base.set_hidden(true).unwrap();
+    let parent = ParentRef {
+        uuid: base.uuid(),
+        size: base.virtual_size(),
+        timestamp: 0,
+        name: format!("{base_uuid}.vhd"),
+        location: format!("./{base_uuid}.vhd"),
+    };
+    Vhd::create_differencing(open(&leaf_path), &leaf_path, &parent, &opts).unwrap();
+    std::fs::write(env.path(&format!("srdir/{base_uuid}.raw")), b"raw").unwrap();
+    let records_before = env.xapi.calls().len();
+
+    for verb in ["sr_scan", "sr_attach"] {
+        let r = env.call("XSMFileSR", &call(&env, verb));
+        assert_eq!(r.fault(), 47, "{verb}");
+        let text = r.fault_string();
+        assert!(
+            text.contains(&format!("{leaf_uuid}.vhd (differencing VHD")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{base_uuid}.vhd (hidden VHD")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{base_uuid}.raw (raw image")),
+            "{text}"
+        );
+    }
+    assert!(env.xapi.vdi(&ours).is_some(), "our record is kept");
+    assert!(env.xapi.vdi(leaf_uuid).is_none() && env.xapi.vdi(base_uuid).is_none());
+    let writes: Vec<String> = env.xapi.calls()[records_before..]
+        .iter()
+        .filter(|c| c.starts_with("VDI.db_"))
+        .cloned()
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    let link = env.root.join(format!("var/run/sr-mount/{SR}"));
+    assert!(
+        std::fs::symlink_metadata(&link).is_err(),
+        "refused attach left {link:?}"
+    );
+
+    for p in [&leaf_path, &base_path] {
+        std::fs::remove_file(p).unwrap();
+    }
+    std::fs::remove_file(env.path(&format!("srdir/{base_uuid}.raw"))).unwrap();
+    env.call("XSMFileSR", &call(&env, "sr_attach")).ok();
+    env.call("XSMFileSR", &call(&env, "sr_scan")).ok();
+    assert!(env.xapi.vdi(&ours).is_some());
 }

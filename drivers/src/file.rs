@@ -1,4 +1,4 @@
-//! `FileSR` (type `file`): VDIs as VHD files in a local directory, device_config `location`.
+//! `XSMFileSR` (type `xsmfile`): VDIs as VHD files in a local directory, device_config `location`.
 //!
 //! Layout, as sm's FileSR: the directory named by `location` *is* the SR (created by sr_create,
 //! which refuses a non-empty directory), holding `<vdi>.vhd` images and our marker `.xsm-sr`
@@ -18,8 +18,8 @@ use crate::filebased::{self, Backing, FileBasedSr, layout};
 
 /// The driver's contract.
 pub static INFO: DriverInfo = DriverInfo {
-    sr_type: "file",
-    plugin: "FileSR",
+    sr_type: "xsmfile",
+    plugin: "XSMFileSR",
     name: "Local Path VHD",
     description: "SR plugin which represents disks as VHD files stored on a local path",
     vendor: "xsm project",
@@ -36,7 +36,7 @@ pub static INFO: DriverInfo = DriverInfo {
 /// The `file` SR type.
 pub struct FileBacking;
 
-/// The `FileSR` driver.
+/// The `XSMFileSR` driver.
 pub type FileSr = FileBasedSr<FileBacking>;
 
 /// The driver instance.

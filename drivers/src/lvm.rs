@@ -1,4 +1,4 @@
-//! `LVMSR` (type `lvm`): VDIs as raw logical volumes in a volume group made on local block
+//! `XSMLVMSR` (type `xsmlvm`): VDIs as raw logical volumes in a volume group made on local block
 //! devices (device_config `device`, one or more, comma-separated), laid out as sm's LVM SRs
 //! (`VG_XenStorage-<sr_uuid>`, `LV-<vdi_uuid>`). Everything is [`crate::lvmbased`]; this type
 //! only says where the devices come from.
@@ -12,8 +12,8 @@ use crate::lvmbased::{self, Backing, LvmBasedSr};
 
 /// The driver's contract.
 pub static INFO: DriverInfo = DriverInfo {
-    sr_type: "lvm",
-    plugin: "LVMSR",
+    sr_type: "xsmlvm",
+    plugin: "XSMLVMSR",
     name: "Local LVM",
     description: "SR plugin which represents disks as raw Logical Volumes within a Volume Group created on local block devices",
     vendor: "xsm project",
@@ -30,7 +30,7 @@ pub static INFO: DriverInfo = DriverInfo {
 /// The `lvm` SR type: the devices of device_config `device`.
 pub struct LocalDevices;
 
-/// The `LVMSR` driver.
+/// The `XSMLVMSR` driver.
 pub type LvmSr = LvmBasedSr<LocalDevices>;
 
 /// The driver instance.

@@ -1,5 +1,5 @@
 //! Benchmark, in the lab: `sr_scan` of an `lvm` SR holding 1,000 VDIs, and one `vdi_create`,
-//! timed as whole plugin calls (the `xsm` binary exec'd as `LVMSR`, exec to exit) against the
+//! timed as whole plugin calls (the `xsm` binary exec'd as `XSMLVMSR`, exec to exit) against the
 //! in-test XenAPI server, inside the TCG guest. The SR is made by sr_create on a LUN added for
 //! the purpose (4.2 GiB, sparse: 1,000 VDIs at lvm2's 4 MiB extent need 4 GB, more than any LUN
 //! of the baseline array), its 1,000 LVs restored into the VG's metadata in one `vgcfgrestore`
@@ -154,7 +154,7 @@ fn add_lvs_by_metadata(dev: &Path, n: usize) -> Vec<String> {
     locs
 }
 
-/// One whole plugin call: `<dir>/LVMSR <xml>` exec'd, with its own SMlog file.
+/// One whole plugin call: `<dir>/XSMLVMSR <xml>` exec'd, with its own SMlog file.
 struct Exec {
     plugin: PathBuf,
     env: Vec<(String, String)>,
@@ -162,7 +162,7 @@ struct Exec {
 
 impl Exec {
     fn new(lab: &Lab, c: &Calls, dir: &Path) -> Exec {
-        let plugin = dir.join("LVMSR");
+        let plugin = dir.join("XSMLVMSR");
         std::os::unix::fs::symlink(lab.bin("xsm"), &plugin).unwrap();
         Exec {
             plugin,

@@ -80,7 +80,7 @@ impl Env {
         }
         let xml = xmlrpc::write_call(cmd, &[Value::Struct(m)], StringStyle::Untyped);
         let out = dispatch::run(
-            &[OsString::from("EXTSR"), OsString::from(xml)],
+            &[OsString::from("XSMEXTSR"), OsString::from(xml)],
             &drivers::ext::DRIVER,
             &self.host,
         );

@@ -145,7 +145,7 @@ pub struct ConfigKey {
 pub struct DriverInfo {
     /// The SR type (`file`, `lvm`, ...): the plugin name lowercased without `SR`.
     pub sr_type: &'static str,
-    /// The executable name under /opt/xensource/sm (`FileSR`).
+    /// The executable name under /opt/xensource/sm (`XSMFileSR`).
     pub plugin: &'static str,
     /// Human-readable name.
     pub name: &'static str,

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Runs the appendix test script's run_ops for the SR types given, in order.
 #
-# The script (kept verbatim in test-script.sh) ends by calling run_ops for 'lvm' and then 'ext'.
-# When only some of those drivers exist, this wrapper sources the script's definitions - every
+# The script (kept verbatim in test-script.sh) ends by calling run_ops for 'lvm' and then 'ext',
+# which are sm's types on a real host; ours are named apart (xsmlvm, xsmext). This wrapper
+# sources the script's definitions - every
 # line before its first top-level `SR_TYPE=` line, i.e. the script minus its last five lines -
 # and calls run_ops itself for each type named. Nothing of the script's text is changed.
 #

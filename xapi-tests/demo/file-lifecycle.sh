@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job (README): a `file` SR lifecycle driven through the FileSR plugin exactly as xapi
+# The main job (README): a `file` SR lifecycle driven through the XSMFileSR plugin exactly as xapi
 # calls it, printing each methodCall, the XenAPI calls the plugin makes, and each response.
 # Needs cargo and qemu-utils (qemu-img, qemu-nbd, qemu-io); no root.
 set -euo pipefail

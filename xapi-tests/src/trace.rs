@@ -2,7 +2,7 @@
 //! and data copy the emulator performs. The appendix checker and later test suites read it.
 //!
 //! ```text
-//! {"t":"driver","sr_type":"file","plugin":"FileSR","capabilities":[...]}
+//! {"t":"driver","sr_type":"xsmfile","plugin":"XSMFileSR","capabilities":[...]}
 //! {"t":"xe_begin","id":3,"argv":["vm-start","uuid=..."],"ts":...}
 //! {"t":"smapi","xe":3,"op":"VM.start","host":"<uuid>","host_name":"a","command":"vdi_attach",
 //!  "sr":"<uuid>","vdi":"<uuid>","args":["true"],"ok":true,"result":{...},"ms":41,...}

@@ -59,8 +59,11 @@ fn appendix_script_passes_on_the_file_sr() {
     let (_d, work, out) = run_file(|_| {});
     assert_passed(&out, 1);
     let log = std::fs::read_to_string(work.join("CMDlog")).unwrap();
-    assert!(log.starts_with("---START on file---\nsr-create\n"), "{log}");
-    assert!(log.contains("---FINISH on file---"));
+    assert!(
+        log.starts_with("---START on xsmfile---\nsr-create\n"),
+        "{log}"
+    );
+    assert!(log.contains("---FINISH on xsmfile---"));
     let calls: usize = out.verdicts.iter().map(|v| v.cmd.calls.len()).sum();
     assert!(calls > 100, "{calls} SMAPI calls");
     let left = std::fs::read_dir(work.join("sr"))
@@ -110,9 +113,9 @@ fn root_appendix_script_passes_on_a_loop_device() {
         .trim()
         .to_string();
     let types: Vec<String> = if appendix::lvm_usable() {
-        vec!["lvm".into(), "ext".into()]
+        vec!["xsmlvm".into(), "xsmext".into()]
     } else {
-        vec!["ext".into()]
+        vec!["xsmext".into()]
     };
     let out = appendix::run_variant(
         &s,

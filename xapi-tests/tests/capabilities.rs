@@ -1,4 +1,4 @@
-//! Capability gating against the real plugin binary: the same `FileSR` declaring fewer
+//! Capability gating against the real plugin binary: the same `XSMFileSR` declaring fewer
 //! capabilities (a wrapper filters its `sr_get_driver_info`) makes xapi choose other sequences.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -243,7 +243,7 @@ fn real_driver_vdi_missing_and_the_failed_copy_is_removed() {
 #[test]
 fn real_driver_backend_failure_carries_the_fault_string() {
     let p = Pool::real();
-    let (code, _, err) = p.xe(&["sr-create", "type=file", "name-label=S"]);
+    let (code, _, err) = p.xe(&["sr-create", "type=xsmfile", "name-label=S"]);
     assert_eq!(code, 1);
     let mut lines = err.lines();
     let first = lines.next().unwrap();

@@ -1,4 +1,4 @@
-//! The SMAPI spec's appendix test script with `SR_TYPE=lvm`, as written (only `DEV=`
+//! The SMAPI spec's appendix test script with `SR_TYPE=xsmlvm`, as written (only `DEV=`
 //! substituted), on a LUN of the lab array: the emulator runs in guest A with the real plugins
 //! installed by install.sh, our `xe` on PATH; every `xe` exit status is checked and the trace
 //! is checked against appendix A. Run with `xapi-tests/lab/run-suite lab appendix`.
@@ -53,7 +53,7 @@ fn lab_appendix_script_on_lvm() {
         &d.path().join("lvm"),
         &Variant::Block {
             device: dev.display().to_string(),
-            types: vec!["lvm".into()],
+            types: vec!["xsmlvm".into()],
         },
     );
     let left = SystemRunner::new()
@@ -92,11 +92,11 @@ fn lab_appendix_script_on_lvm() {
     );
     assert_eq!(out.run.xe.len(), 50, "every xe command of run_ops ran once");
     assert!(
-        out.run.stdout.starts_with("---START on lvm---\n"),
+        out.run.stdout.starts_with("---START on xsmlvm---\n"),
         "{}",
         out.run.stdout
     );
-    assert!(out.run.stdout.contains("---FINISH on lvm---"));
+    assert!(out.run.stdout.contains("---FINISH on xsmlvm---"));
     let calls: usize = out.verdicts.iter().map(|v| v.cmd.calls.len()).sum();
     assert!(calls > 100, "{calls} SMAPI calls");
     assert_eq!(

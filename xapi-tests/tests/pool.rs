@@ -321,7 +321,7 @@ fn a_host_behind_the_lab_agent_runs_plugins_there_and_calls_back_over_tcp() {
     );
 
     let ran = rec.1.lock().unwrap().clone();
-    let plugin = format!("{}/FileSR", b_plugins.display());
+    let plugin = format!("{}/XSMFileSR", b_plugins.display());
     let through_agent: Vec<&Vec<String>> =
         ran.iter().filter(|argv| argv.contains(&plugin)).collect();
     let commands: Vec<&str> = through_agent

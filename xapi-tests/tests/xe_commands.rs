@@ -36,7 +36,7 @@ fn lists_params_and_errors_look_like_xe_and_make_no_smapi_call() {
     );
     assert_eq!(
         p.xe_ok(&["sr-param-get", &format!("uuid={sr}"), "param-name=type"]),
-        "file"
+        "xsmfile"
     );
     let pbd = p.xe_ok(&["pbd-list", &format!("sr-uuid={sr}"), "--minimal"]);
     let loc = p.xe_ok(&[
@@ -191,7 +191,7 @@ fn vdi_commands_beyond_the_appendix() {
     assert_eq!(p.last_seq(), vec![format!("sr_scan@{}", p.host_names()[0])]);
     let listing = p.xe_ok(&[
         "sr-probe",
-        "type=file",
+        "type=xsmfile",
         &format!("device-config:location={}", p.sr_dir("sr").display()),
     ]);
     let cmds: Vec<String> = p.last_calls().iter().map(|c| c.command.clone()).collect();
@@ -368,7 +368,7 @@ fn state_survives_an_emulator_restart() {
     let cfg = p.emu().config.clone();
     p.running.take().unwrap().stop();
     p.running = Some(xapi_tests::server::start(cfg).unwrap());
-    assert_eq!(p.xe_ok(&["sr-list", "type=file", "--minimal"]), sr);
+    assert_eq!(p.xe_ok(&["sr-list", "type=xsmfile", "--minimal"]), sr);
     p.xe_ok(&[
         "vdi-create",
         &format!("sr-uuid={sr}"),

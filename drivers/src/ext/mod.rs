@@ -1,6 +1,6 @@
-//! `EXTSR` (type `ext`): VHD files on an ext4 filesystem that sr_create makes on a local block
+//! `XSMEXTSR` (type `xsmext`): VHD files on an ext4 filesystem that sr_create makes on a local block
 //! device (device_config `device`) and sr_attach mounts at `/var/run/sr-mount/<sr_uuid>`. The VDI
-//! handling is the `file` SR's ([`crate::filebased`]) over that mount point.
+//! handling is the `xsmfile` SR's ([`crate::filebased`]) over that mount point.
 //!
 //! Safety rules for the device, checked before anything is written:
 //! - never the device (or the disk of the partition) holding the root filesystem: fault 105;
@@ -28,8 +28,8 @@ pub const LABEL: &str = "xsm-ext-sr";
 
 /// The driver's contract.
 pub static INFO: DriverInfo = DriverInfo {
-    sr_type: "ext",
-    plugin: "EXTSR",
+    sr_type: "xsmext",
+    plugin: "XSMEXTSR",
     name: "Local EXT4 VHD",
     description: "SR plugin which represents disks as VHD files stored on a local EXT4 filesystem, created on a local block device",
     vendor: "xsm project",
@@ -46,7 +46,7 @@ pub static INFO: DriverInfo = DriverInfo {
 /// The `ext` SR type.
 pub struct ExtBacking;
 
-/// The `EXTSR` driver.
+/// The `XSMEXTSR` driver.
 pub type ExtSr = FileBasedSr<ExtBacking>;
 
 /// The driver instance.

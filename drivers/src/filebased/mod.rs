@@ -91,7 +91,18 @@ impl<B: Backing> Driver for FileBasedSr<B> {
     }
     fn sr_attach(&self, cx: &Ctx<'_>) -> SmResult<()> {
         cx.sr_uuid()?;
-        self.0.sr_attach(cx)
+        self.0.sr_attach(cx)?;
+        let refused = self
+            .0
+            .vdi_dir(cx)
+            .and_then(|dir| scan::refuse_sm_content(&dir));
+        if let Err(e) = refused {
+            if let Err(undo) = self.0.sr_detach(cx) {
+                tracing::warn!("cannot undo sr_attach after refusing the SR: {undo}");
+            }
+            return Err(e);
+        }
+        Ok(())
     }
     fn sr_detach(&self, cx: &Ctx<'_>) -> SmResult<()> {
         refuse_if_vdis_attached(cx)?;

@@ -30,6 +30,34 @@ pub fn sr_of_vg(vg: &str) -> Option<SrUuid> {
     SrUuid::new(vg.strip_prefix(VG_PREFIX)?).ok()
 }
 
+/// sm's LVHD content in `vg` (`research/datapath.md` §8.2), which this layout does not handle:
+/// `VHD-`/`QCOW2-` image LVs, the `MGT` metadata volume, journal LVs, LVs tagged hidden.
+pub fn sm_content(vg: &sm_core::lvm::Vg) -> Vec<crate::foreign::Item> {
+    vg.lvs
+        .iter()
+        .filter_map(|l| {
+            let tagged = |t: &str| l.tags.iter().any(|x| x == t);
+            let kind = if l.name == "MGT" {
+                "sm's SR metadata volume"
+            } else if l.name.starts_with("VHD-") {
+                "VHD image in an LV, sm's LVHD"
+            } else if l.name.starts_with("QCOW2-") {
+                "QCOW2 image in an LV"
+            } else if tagged("journaler") || tagged("jvhd") || l.name.starts_with("jvhd_") {
+                "sm journal of an interrupted operation"
+            } else if tagged("hidden") {
+                "LV tagged hidden: a base copy of a snapshot chain"
+            } else {
+                return None;
+            };
+            Some(crate::foreign::Item {
+                name: l.name.clone(),
+                kind,
+            })
+        })
+        .collect()
+}
+
 /// The LV of the VDI at `location`.
 pub fn lv_name(location: &VdiUuid) -> String {
     format!("{LV_PREFIX}{location}")

@@ -10,6 +10,9 @@
 //!   leftover temporary LVs, the VG and every PV label, so the devices are left without LVM
 //!   metadata. A VG that is already gone is success (a PV label left by an interrupted delete is
 //!   erased).
+//! - **sr_attach** and **sr_scan** refuse a VG holding sm's LVHD content (`VHD-`/`QCOW2-` LVs,
+//!   `MGT`, journals, hidden LVs: 47 SRUnavailable naming them) before touching anything, so no
+//!   record of sm's VDIs is ever forgotten.
 //! - **sr_attach** checks that the VG is present and complete (47 SRUnavailable otherwise) and,
 //!   on the master, removes temporary LVs a crash left. It activates nothing: each VDI's LV is
 //!   activated by vdi_activate, so an SR with a thousand VDIs attaches in one report, and an LV
@@ -230,9 +233,18 @@ fn erase_orphan_labels(sr: &SrVg<'_>, scan: &Report) -> SmResult<()> {
     Ok(())
 }
 
+/// Fault 47 when `vg` holds sm's LVHD content ([`layout::sm_content`]).
+fn refuse_sm_content(vg: &Vg) -> SmResult<()> {
+    crate::foreign::refuse(
+        &format!("volume group {}", vg.name),
+        &layout::sm_content(vg),
+    )
+}
+
 /// sr_attach.
 pub fn attach(_cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
     let vg = sr.require()?;
+    refuse_sm_content(&vg)?;
     remove_stale_temporaries(sr, &vg)?;
     Ok(())
 }
@@ -283,6 +295,7 @@ fn sizes(vg: &Vg, found: &BTreeMap<String, Option<Found>>) -> SrSizes {
 /// sr_scan: one lvm2 report, then the records reconciled.
 pub fn scan(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
     let mut vg = sr.require()?;
+    refuse_sm_content(&vg)?;
     if remove_stale_temporaries(sr, &vg)? {
         vg = sr.require()?;
     }

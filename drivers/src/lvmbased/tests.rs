@@ -595,3 +595,57 @@ fn device_config_device_is_required_and_checked() {
     }
     assert!(fake.calls().is_empty());
 }
+
+#[test]
+fn sm_s_lvhd_content_is_refused_by_attach_and_scan_and_no_record_is_forgotten() {
+    let (fake, calls) = env();
+    record(&calls, A, 2 * EXT);
+    record(&calls, B, 2 * EXT);
+    let setup_calls = calls.xapi.calls().len();
+    let vhd_lv = format!("VHD-{B}");
+    let lvhd = report(
+        40,
+        &[
+            ("MGT", EXT, "-wi-------", ""),
+            (&vhd_lv, 2 * EXT, "-wi-------", ""),
+            (&lv(A), 2 * EXT, "-wi-------", ""),
+        ],
+    );
+    for verb in ["sr_attach", "sr_scan"] {
+        on_report(&fake, &lvhd);
+        let (code, text) = calls.call(verb, &[]).unwrap_err();
+        assert_eq!(code, 47, "{verb}: {text}");
+        assert!(text.contains("MGT (sm's SR metadata volume)"), "{text}");
+        assert!(text.contains(&vhd_lv), "{text}");
+    }
+    assert_eq!(
+        verbs(&fake),
+        ["fullreport", "fullreport"],
+        "nothing but reads"
+    );
+    assert!(calls.xapi.vdi(A).is_some() && calls.xapi.vdi(B).is_some());
+    let x = calls.xapi.calls();
+    assert!(
+        !x[setup_calls..].iter().any(|c| c.starts_with("VDI.db_")),
+        "{x:?}"
+    );
+
+    // A raw LV that sm hid (a base copy) and a journal are sm's too.
+    let hidden = report(
+        40,
+        &[
+            (&lv(A), 2 * EXT, "-wi-------", ""),
+            ("clone_x_1", EXT, "-wi-------", ""),
+        ],
+    )
+    .replacen(r#""lv_tags":"""#, r#""lv_tags":"hidden""#, 1)
+    .replacen(r#""lv_tags":"""#, r#""lv_tags":"journaler""#, 1);
+    on_report(&fake, &hidden);
+    let (code, text) = calls.call("sr_scan", &[]).unwrap_err();
+    assert_eq!(code, 47, "{text}");
+    assert!(
+        text.contains("tagged hidden") && text.contains("clone_x_1 (sm journal"),
+        "{text}"
+    );
+    assert!(calls.xapi.vdi(A).is_some() && calls.xapi.vdi(B).is_some());
+}

@@ -91,7 +91,7 @@ impl Drop for Scrubbed {
     }
 }
 
-/// Whole `LVMSR` calls on SR `sr` with device_config `device` = `devs`, run for real.
+/// Whole `XSMLVMSR` calls on SR `sr` with device_config `device` = `devs`, run for real.
 pub fn calls(sr: &str, devs: &[&Path]) -> Calls {
     let device = devs
         .iter()

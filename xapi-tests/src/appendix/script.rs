@@ -2,14 +2,15 @@
 //! written) against an emulator, with our `xe` on PATH.
 //!
 //! Two variants:
-//! - [`Variant::Block`]: the script itself, only its `DEV=` line substituted, for the block SR
-//!   types it tests (`lvm`, `ext`). When both drivers exist the script runs whole; otherwise
-//!   `appendix/run-types.sh` sources its definitions and calls `run_ops` for the types present.
-//! - [`Variant::File`]: a derived copy for the `file` SR, which needs no root. The edits, each
+//! - [`Variant::Block`]: the script itself, only its `DEV=` line substituted, for block SR
+//!   types that take `device-config:device` (ours: `xsmlvm`, `xsmext`). The script ends by
+//!   running `lvm` and `ext`, which are sm's types on a real host, so
+//!   `appendix/run-types.sh` sources its definitions and calls `run_ops` for the types given.
+//! - [`Variant::File`]: a derived copy for the `xsmfile` SR, which needs no root. The edits, each
 //!   checked to apply exactly where expected: `DEV=` names a directory;
 //!   `device-config-device=$DEV` becomes `device-config:location=$DEV`; `LOGFILE` moves into the
 //!   run directory; the `rm -f /var/run/sr-mount/...` hack honours `$SM_ROOT`; the final
-//!   `run_ops` calls become one for `SR_TYPE='file'`.
+//!   `run_ops` calls become one for `SR_TYPE='xsmfile'`.
 //! - [`Variant::DeviceConfig`]: a derived copy for an SR type with other device_config keys
 //!   (`multipathlvmoiscsi`): each `device-config-device=$DEV` becomes the given
 //!   `device-config:<key>=<value>` list, the final `run_ops` calls one for that type.
@@ -32,7 +33,7 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 /// Which SR the script runs against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Variant {
-    /// The `file` SR in this directory (derived copy of the script).
+    /// The `xsmfile` SR in this directory (derived copy of the script).
     File {
         /// The SR's location.
         location: PathBuf,
@@ -41,7 +42,7 @@ pub enum Variant {
     Block {
         /// The device (`DEV=`).
         device: String,
-        /// The SR types to run, in the script's order (`lvm`, `ext`).
+        /// The SR types to run, in order (`xsmlvm`, `xsmext`).
         types: Vec<String>,
     },
     /// One SR type whose device_config is not `device` (iSCSI: `target`, `targetIQN`,
@@ -140,7 +141,7 @@ pub fn with_device(script: &str, dev: &str) -> Result<String, ScriptError> {
     replace_n(script, "DEV='/dev/sdb'", &format!("DEV='{dev}'"), 1)
 }
 
-/// The derived copy for the `file` SR (see the module documentation for each edit).
+/// The derived copy for the `xsmfile` SR (see the module documentation for each edit).
 pub fn file_variant(script: &str, location: &Path, cmdlog: &Path) -> Result<String, ScriptError> {
     let s = with_device(script, &location.display().to_string())?;
     let s = replace_n(
@@ -164,7 +165,7 @@ pub fn file_variant(script: &str, location: &Path, cmdlog: &Path) -> Result<Stri
     replace_n(
         &s,
         "SR_TYPE='lvm'\nrun_ops\n\nSR_TYPE='ext'\nrun_ops\n",
-        "SR_TYPE='file'\nrun_ops\n",
+        "SR_TYPE='xsmfile'\nrun_ops\n",
         1,
     )
 }
@@ -229,17 +230,12 @@ pub fn run(spec: &RunSpec) -> Result<RunResult, ScriptError> {
         Variant::Block { device, types } => {
             let p = spec.work.join("test-script.sh");
             std::fs::write(&p, with_device(&text, device)?).map_err(io("writing the script"))?;
-            let whole = types.iter().map(String::as_str).eq(["lvm", "ext"]);
-            if whole {
-                (p.clone(), vec![p.display().to_string()])
-            } else {
-                let mut argv = vec![
-                    spec.run_types.display().to_string(),
-                    p.display().to_string(),
-                ];
-                argv.extend(types.iter().cloned());
-                (p, argv)
-            }
+            let mut argv = vec![
+                spec.run_types.display().to_string(),
+                p.display().to_string(),
+            ];
+            argv.extend(types.iter().cloned());
+            (p, argv)
         }
     };
     let mut path = Vec::new();
@@ -353,7 +349,7 @@ mod tests {
         assert_eq!(f.matches("device-config:location=$DEV").count(), 3);
         assert!(!f.contains("device-config-device"));
         assert!(f.contains("rm -f ${SM_ROOT}/var/run/sr-mount/$SR_UUID/$VDI_UUID.vhd"));
-        assert!(f.trim_end().ends_with("SR_TYPE='file'\nrun_ops"));
+        assert!(f.trim_end().ends_with("SR_TYPE='xsmfile'\nrun_ops"));
         assert_eq!(s.lines().count() - 3, f.lines().count());
         assert!(file_variant("echo hi", Path::new("/x"), Path::new("/y")).is_err());
     }

@@ -183,12 +183,12 @@ fn main() -> ExitCode {
         match loop_device(&dir.join("disk.img"), 2 << 30) {
             Ok(dev) => {
                 let types = if appendix::lvm_usable() {
-                    vec!["lvm".into(), "ext".into()]
+                    vec!["xsmlvm".into(), "xsmext".into()]
                 } else {
                     say(
                         "lvm: skipped here (no device-mapper in this kernel or no lvm2); the storage lab runs it (run-suite lab appendix)",
                     );
-                    vec!["ext".into()]
+                    vec!["xsmext".into()]
                 };
                 let v = Variant::Block {
                     device: dev.clone(),

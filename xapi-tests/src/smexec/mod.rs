@@ -310,13 +310,13 @@ mod tests {
             "SM_XAPI".to_string(),
             "unix:/x".to_string(),
         )]));
-        let argv = plugin_argv("/p/FileSR", "<x/>", &env);
+        let argv = plugin_argv("/p/XSMFileSR", "<x/>", &env);
         assert_eq!(&argv[..2], &["/usr/bin/env", "-i"]);
         assert!(argv.contains(&"ORIGINATOR=SM".to_string()));
         assert!(argv.contains(&format!("PATH={PLUGIN_PATH}")));
         assert_eq!(
             argv[argv.len() - 2..],
-            ["/p/FileSR".to_string(), "<x/>".to_string()]
+            ["/p/XSMFileSR".to_string(), "<x/>".to_string()]
         );
     }
 

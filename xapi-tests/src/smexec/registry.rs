@@ -17,7 +17,7 @@ use crate::error::ApiError;
 pub struct Driver {
     /// SR type: the lowercased plugin name without `SR`.
     pub sr_type: String,
-    /// Executable name (`FileSR`).
+    /// Executable name (`XSMFileSR`).
     pub plugin: String,
     /// name.
     pub name: String,

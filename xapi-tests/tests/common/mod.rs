@@ -131,7 +131,7 @@ impl Pool {
     pub fn file_sr(&self, name: &str, shared: bool) -> String {
         let loc = format!("device-config:location={}", self.sr_dir(name).display());
         let shared = format!("shared={shared}");
-        self.xe_ok(&["sr-create", "type=file", "name-label=S", &loc, &shared])
+        self.xe_ok(&["sr-create", "type=xsmfile", "name-label=S", &loc, &shared])
     }
 
     /// Makes `sr` the pool's default SR.
@@ -290,7 +290,7 @@ pub fn fake_calls(dir: &Path) -> Vec<sm_core::Request> {
         .collect()
 }
 
-/// A wrapper plugin `<dir>/<Name>SR` behaving as the real `FileSR` but declaring its
+/// A wrapper plugin `<dir>/<Name>SR` behaving as the real `XSMFileSR` but declaring its
 /// capabilities without those matching `drop` (a sed regex), as a driver lacking them would.
 /// When VDI_ACTIVATE is dropped, the wrapper opens the datapath in vdi_attach (real attach then
 /// real activate, with the same arguments) and closes it in vdi_detach, which is what such a driver does (sm's blktap2
@@ -300,17 +300,17 @@ pub fn file_without(dir: &Path, name: &str, drop: &str) {
     let no_activate = drop.split('|').any(|d| d == "VDI_ACTIVATE");
     let datapath = if no_activate {
         r#"*"<methodName>vdi_attach</methodName>"*)
-    out=$(bash -c 'exec -a "$0" "$@"' FileSR {xsm} "$1")
+    out=$(bash -c 'exec -a "$0" "$@"' XSMFileSR {xsm} "$1")
     case "$out" in *"<fault>"*) printf '%s\n' "$out"; exit 0 ;; esac
     act=$(printf '%s' "$1" | sed -e 's/vdi_attach/vdi_activate/g')
-    res=$(bash -c 'exec -a "$0" "$@"' FileSR {xsm} "$act")
+    res=$(bash -c 'exec -a "$0" "$@"' XSMFileSR {xsm} "$act")
     case "$res" in *"<fault>"*) printf '%s\n' "$res"; exit 0 ;; esac
     printf '%s\n' "$out" ;;
 *"<methodName>vdi_detach</methodName>"*)
     deact=$(printf '%s' "$1" | sed -e 's/vdi_detach/vdi_deactivate/g')
-    res=$(bash -c 'exec -a "$0" "$@"' FileSR {xsm} "$deact")
+    res=$(bash -c 'exec -a "$0" "$@"' XSMFileSR {xsm} "$deact")
     case "$res" in *"<fault>"*) printf '%s\n' "$res"; exit 0 ;; esac
-    exec -a FileSR {xsm} "$@" ;;
+    exec -a XSMFileSR {xsm} "$@" ;;
 "#
     } else {
         ""
@@ -322,9 +322,9 @@ pub fn file_without(dir: &Path, name: &str, drop: &str) {
             r#"#!/bin/bash
 case "$1" in
 *"<methodName>sr_get_driver_info</methodName>"*)
-    out=$(bash -c 'exec -a "$0" "$@"' FileSR {xsm} "$1")
+    out=$(bash -c 'exec -a "$0" "$@"' XSMFileSR {xsm} "$1")
     printf '%s\n' "$out" | sed -E '/>({drop})</d' ;;
-{datapath}*) exec -a FileSR {xsm} "$@" ;;
+{datapath}*) exec -a XSMFileSR {xsm} "$@" ;;
 esac
 "#,
             xsm = xsm.display()

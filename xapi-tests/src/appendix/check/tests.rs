@@ -16,8 +16,8 @@ impl Trace {
     fn with_caps(caps: &[&str]) -> Trace {
         let mut t = Trace::default();
         t.events.push(Event::Driver {
-            sr_type: "file".into(),
-            plugin: "FileSR".into(),
+            sr_type: "xsmfile".into(),
+            plugin: "XSMFileSR".into(),
             capabilities: caps.iter().map(|c| c.to_string()).collect(),
         });
         t
@@ -48,7 +48,7 @@ impl Trace {
                 xe: Some(id),
                 command: command.into(),
                 host: host.into(),
-                sr_type: "file".into(),
+                sr_type: "xsmfile".into(),
                 sr,
                 vdi,
                 ok: true,
@@ -97,7 +97,7 @@ fn calls(v: &[String]) -> Vec<&str> {
 fn installed(caps: &[&str]) -> Trace {
     let mut t = Trace::with_caps(caps);
     t.xe(
-        "sr-create type=file",
+        "sr-create type=xsmfile",
         "s1",
         &["sr_create h1 sr:s1", "sr_attach h1 sr:s1"],
     );
@@ -361,7 +361,7 @@ fn cross_host_migration_phases_and_hosts() {
 fn second_pbd_plug_and_unplug_make_no_call() {
     let mut t = Trace::with_caps(ALL_CAPS);
     t.xe(
-        "sr-create type=file",
+        "sr-create type=xsmfile",
         "s1",
         &["sr_create h1 sr:s1", "sr_attach h1 sr:s1"],
     );
@@ -378,7 +378,7 @@ fn second_pbd_plug_and_unplug_make_no_call() {
     t.ok();
     let mut bad = Trace::with_caps(ALL_CAPS);
     bad.xe(
-        "sr-create type=file",
+        "sr-create type=xsmfile",
         "s1",
         &["sr_create h1 sr:s1", "sr_attach h1 sr:s1"],
     );
@@ -422,7 +422,7 @@ fn vdi_commands() {
 fn failed_and_unfinished_commands_are_mismatches() {
     let mut t = Trace::with_caps(ALL_CAPS);
     t.xe(
-        "sr-create type=file",
+        "sr-create type=xsmfile",
         "s1",
         &["sr_create h1 sr:s1", "sr_attach h1 sr:s1"],
     );
