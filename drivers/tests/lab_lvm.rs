@@ -446,3 +446,82 @@ fn lab_lvm_module_private_system_and_locking_dirs() {
     lvm.vg_remove(vg).unwrap();
     lvm.pv_remove(&dev).unwrap();
 }
+
+/// A volume group laid out as sm's LVHD on a lab LUN (real lvm2): `MGT`, `VHD-<uuid>` LVs, a
+/// journal, and a raw `LV-<uuid>` tagged hidden, plus a raw VDI of ours. sr_attach and sr_scan
+/// of our type refuse it with fault 47 naming sm's volumes; no VDI record is introduced or
+/// forgotten and no LV changes.
+#[test]
+#[ignore = "lab"]
+fn lab_lvm_sm_s_lvhd_volume_group_is_refused_and_nothing_is_forgotten() {
+    let Some(lab) = Lab::from_env() else { return };
+    let dev = lun_map(&lab, 0);
+    let (_clean, c) = attached_sr(SR, &[&dev]);
+    let ours = uuid_of(&c.call("vdi_create", &[&(8 * MIB).to_string()]).unwrap());
+    let vhd_vdi = "0c0c0c0c-0000-4000-8000-000000000001";
+    let base_vdi = "0c0c0c0c-0000-4000-8000-000000000002";
+    let devs = [dev.as_path()];
+    for argv in [
+        vec!["lvcreate", "-an", "-Zn", "-L", "4m", "-n", "MGT", VG],
+        vec![
+            "lvcreate",
+            "-an",
+            "-Zn",
+            "-L",
+            "8m",
+            "-n",
+            &format!("VHD-{vhd_vdi}")[..],
+            VG,
+        ],
+        vec![
+            "lvcreate",
+            "-an",
+            "-Zn",
+            "-L",
+            "8m",
+            "-n",
+            &format!("LV-{base_vdi}")[..],
+            "--addtag",
+            "hidden",
+            VG,
+        ],
+        vec![
+            "lvcreate",
+            "-an",
+            "-Zn",
+            "-L",
+            "4m",
+            "-n",
+            "clone_x_1",
+            "--addtag",
+            "journaler",
+            VG,
+        ],
+    ] {
+        lvm_lab::lvm_raw(&devs, &argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    }
+    let lvs_before = lvm_lab::lv_names(&devs, VG);
+    let calls_before = c.xapi.calls().len();
+
+    for verb in ["sr_scan", "sr_attach"] {
+        let (code, text) = c.call(verb, &[]).unwrap_err();
+        assert_eq!(code, 47, "{verb}: {text}");
+        for name in [
+            "MGT",
+            &format!("VHD-{vhd_vdi}"),
+            &format!("LV-{base_vdi}"),
+            "clone_x_1",
+        ] {
+            assert!(text.contains(name), "{verb} names {name}: {text}");
+        }
+    }
+    let writes: Vec<String> = c.xapi.calls()[calls_before..]
+        .iter()
+        .filter(|x| x.starts_with("VDI.db_") || x.starts_with("VDI.set_"))
+        .cloned()
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    assert!(c.xapi.vdi(&ours).is_some(), "our VDI's record is kept");
+    assert!(c.xapi.vdi(vhd_vdi).is_none() && c.xapi.vdi(base_vdi).is_none());
+    assert_eq!(lvm_lab::lv_names(&devs, VG), lvs_before, "no LV changed");
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The storage lab (docs/lab.md): host packages, the guest image (cached), then every lab test of
-# the workspace, one-host group (lab_*) then two-host group (lab2_*), in qemu TCG guests.
+# The storage lab (docs/lab.md): host packages (and blktap's build dependencies), the guest image
+# (cached), then every lab test of the workspace, one-host group (lab_*) then two-host group
+# (lab2_*), in qemu TCG guests.
 set -euo pipefail
 t0=$(date +%s)
 
@@ -11,6 +12,11 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v mke2fs >/dev/null || need+=(e2fsprogs)
 command -v python3 >/dev/null || need+=(python3)
+# What ../shared/blktap/build.sh needs to build tapdisk, tap-ctl and vhd-util (run-suite runs it).
+for p in autoconf automake libtool make gcc pkg-config libaio-dev uuid-dev libxen-dev zlib1g-dev \
+         libssl-dev libcmocka-dev; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
+done
 if ((${#need[@]})); then
     apt-get update -q >/dev/null
     if [[ " ${need[*]} " == *" qemu-system-x86 "* ]]; then

@@ -1,6 +1,8 @@
 //! Test doubles shared with other crates (feature `test-utils`): a runner that records argv and
 //! replays scripted outputs, and a LIO-like SCSI logical unit ([`FakeLu`], [`FakeScsi`]; see
-//! [`crate::scsi::fake`]).
+//! [`crate::scsi::fake`]), and a minimal NBD reader ([`nbd::NbdReader`]) for lab tests.
+
+pub mod nbd;
 
 use std::collections::VecDeque;
 use std::path::Path;

@@ -1,0 +1,244 @@
+//! tapdisk, the datapath of every XenServer / XCP-ng host, driven through blktap's `tap-ctl`
+//! (`research/datapath.md` §2.3, §3): one tapdisk per attached VDI, serving a VHD chain
+//! (`vhd:<file>`) or a raw file or device (`aio:<path>`). xapi's `vbd3` backend (tapback), live
+//! storage migration and delta exports all find a VDI's tapdisk by its NBD socket
+//! `/run/blktap-control/nbd<pid>.<minor>` or by its blktap2 device's major:minor.
+//!
+//! `tap-ctl create` does allocate + spawn + attach + open in one call; `list` is how a tapdisk is
+//! found again (by the image it serves), `destroy` closes and ends it. With the blktap2 kernel
+//! module (blktap 3.x, XCP-ng 8.3) a tapdisk also has a block device
+//! `/dev/xen/blktap-2/tapdev<minor>`; blktap 4.x serves through NBD only.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sm_core::host::{Cmd, RunError, Runner};
+
+/// The control tool.
+pub const TAP_CTL: &str = "tap-ctl";
+
+/// Where tapdisk puts its control and NBD sockets (compiled into blktap).
+pub const CONTROL_DIR: &str = "/run/blktap-control";
+
+/// Where blktap 3.x's kernel module makes each tapdisk's block device.
+pub const TAPDEV_DIR: &str = "/dev/xen/blktap-2";
+
+/// Deadline of one tap-ctl call (opening a long VHD chain reads every footer and BAT).
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a tapdisk serves, as tap-ctl names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageType {
+    /// A VHD file and its parents.
+    Vhd,
+    /// Raw data in a file or block device, asynchronous I/O.
+    Aio,
+}
+
+impl ImageType {
+    /// tap-ctl's name (`vhd`, `aio`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageType::Vhd => "vhd",
+            ImageType::Aio => "aio",
+        }
+    }
+
+    fn parse(s: &str) -> Option<ImageType> {
+        match s {
+            "vhd" => Some(ImageType::Vhd),
+            "aio" => Some(ImageType::Aio),
+            _ => None,
+        }
+    }
+}
+
+/// Why a tap-ctl operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    /// tap-ctl failed (its stderr is in the error).
+    #[error("tap-ctl failed")]
+    Run(#[from] RunError),
+    /// `tap-ctl create` returned but `tap-ctl list` shows no tapdisk on the image.
+    #[error("tap-ctl create returned, but no tapdisk serves {0}")]
+    NotListed(String),
+    /// A line of `tap-ctl list` that does not read as one.
+    #[error("cannot read tap-ctl list line {0:?}")]
+    BadListLine(String),
+}
+
+/// One tapdisk as `tap-ctl list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tapdisk {
+    /// The tapdisk process.
+    pub pid: u32,
+    /// Its minor (the block device's minor, and the NBD socket's suffix).
+    pub minor: u32,
+    /// What it has open (`None` for a tapdisk with no image open).
+    pub image: Option<(ImageType, PathBuf)>,
+}
+
+impl Tapdisk {
+    /// Its NBD server socket: what tapback, SXM and delta exports look a tapdisk up by.
+    pub fn nbd_socket(&self) -> PathBuf {
+        Path::new(CONTROL_DIR).join(format!("nbd{}.{}", self.pid, self.minor))
+    }
+
+    /// Its blktap2 block device, where the kernel module exists (blktap 3.x).
+    pub fn tapdev(&self) -> Option<PathBuf> {
+        let p = Path::new(TAPDEV_DIR).join(format!("tapdev{}", self.minor));
+        p.exists().then_some(p)
+    }
+
+    /// `<type>:<path>` as tap-ctl takes and prints it.
+    pub fn args(&self) -> Option<String> {
+        self.image
+            .as_ref()
+            .map(|(t, p)| format!("{}:{}", t.as_str(), p.display()))
+    }
+}
+
+/// Parses `tap-ctl list`: one tapdisk per line, `pid=<n> minor=<n> state=<x> args=<type>:<path>`
+/// (a tapdisk without an image has no `args`, one spawned but not attached has `minor=-1`).
+pub fn parse_list(text: &str) -> Result<Vec<Tapdisk>, TapError> {
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let bad = || TapError::BadListLine(line.to_string());
+        let (head, args) = match line.split_once(" args=") {
+            Some((h, a)) => (h, Some(a)),
+            None => (line, None),
+        };
+        let field = |k: &str| {
+            head.split_whitespace()
+                .find_map(|w| w.strip_prefix(k)?.strip_prefix('='))
+        };
+        let pid = field("pid").and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let Some(minor) = field("minor").and_then(|v| v.parse::<i64>().ok()) else {
+            return Err(bad());
+        };
+        let Ok(minor) = u32::try_from(minor) else {
+            continue;
+        };
+        let image = match args {
+            Some(a) => {
+                let (t, p) = a.split_once(':').ok_or_else(bad)?;
+                Some((ImageType::parse(t).ok_or_else(bad)?, PathBuf::from(p)))
+            }
+            None => None,
+        };
+        out.push(Tapdisk { pid, minor, image });
+    }
+    Ok(out)
+}
+
+/// Every tapdisk on this host.
+pub fn list(runner: &dyn Runner) -> Result<Vec<Tapdisk>, TapError> {
+    let out = runner.run(&Cmd::new(TAP_CTL).arg("list").timeout(TIMEOUT))?;
+    parse_list(&out.stdout_str())
+}
+
+/// The tapdisk serving `image` as `ty`, if one does.
+pub fn find(runner: &dyn Runner, ty: ImageType, image: &Path) -> Result<Option<Tapdisk>, TapError> {
+    Ok(list(runner)?.into_iter().find(|t| {
+        t.image
+            .as_ref()
+            .is_some_and(|(tt, p)| *tt == ty && p == image)
+    }))
+}
+
+/// Starts a tapdisk serving `image` as `ty` (read-only when asked) and returns it.
+pub fn create(
+    runner: &dyn Runner,
+    ty: ImageType,
+    image: &Path,
+    read_only: bool,
+) -> Result<Tapdisk, TapError> {
+    let args = format!("{}:{}", ty.as_str(), image.display());
+    let mut cmd = Cmd::new(TAP_CTL).args(["create", "-a", &args]);
+    if read_only {
+        cmd = cmd.arg("-R");
+    }
+    runner.run(&cmd.timeout(TIMEOUT).daemonizes())?;
+    find(runner, ty, image)?.ok_or(TapError::NotListed(args))
+}
+
+/// Closes the image and ends the tapdisk. A tapdisk that is already gone is success.
+pub fn destroy(runner: &dyn Runner, t: &Tapdisk) -> Result<(), TapError> {
+    if !list(runner)?
+        .iter()
+        .any(|x| x.pid == t.pid && x.minor == t.minor)
+    {
+        return Ok(());
+    }
+    let (pid, minor) = (t.pid.to_string(), t.minor.to_string());
+    runner.run(
+        &Cmd::new(TAP_CTL)
+            .args(["destroy", "-p", &pid, "-m", &minor])
+            .timeout(TIMEOUT),
+    )?;
+    Ok(())
+}
+
+/// Pauses I/O (the image is closed until [`unpause`]): what a snapshot of an active VDI does
+/// around its metadata change.
+pub fn pause(runner: &dyn Runner, t: &Tapdisk) -> Result<(), TapError> {
+    let (pid, minor) = (t.pid.to_string(), t.minor.to_string());
+    runner.run(
+        &Cmd::new(TAP_CTL)
+            .args(["pause", "-p", &pid, "-m", &minor])
+            .timeout(TIMEOUT),
+    )?;
+    Ok(())
+}
+
+/// Resumes a paused tapdisk, on `image` when given (a snapshot's new leaf), else on the image it
+/// had.
+pub fn unpause(
+    runner: &dyn Runner,
+    t: &Tapdisk,
+    image: Option<(ImageType, &Path)>,
+) -> Result<(), TapError> {
+    let (pid, minor) = (t.pid.to_string(), t.minor.to_string());
+    let mut cmd = Cmd::new(TAP_CTL).args(["unpause", "-p", &pid, "-m", &minor]);
+    if let Some((ty, p)) = image {
+        cmd = cmd
+            .arg("-a")
+            .arg(format!("{}:{}", ty.as_str(), p.display()));
+    }
+    runner.run(&cmd.timeout(TIMEOUT))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_lines_read_as_tap_ctl_prints_them() {
+        let text = "pid=4242 minor=0 state=0 args=vhd:/var/run/sr-mount/s/a.vhd\n\
+                    pid=4300 minor=3 state=0x1 args=aio:/dev/VG_XenStorage-s/LV-b\n\
+                    pid=4400 minor=-1 state=0\n\
+                    pid=4500 minor=5 state=0\n";
+        let l = parse_list(text).unwrap();
+        assert_eq!(l.len(), 3, "the unattached tapdisk is left out");
+        assert_eq!(
+            l[0],
+            Tapdisk {
+                pid: 4242,
+                minor: 0,
+                image: Some((ImageType::Vhd, "/var/run/sr-mount/s/a.vhd".into())),
+            }
+        );
+        assert_eq!(
+            l[0].nbd_socket(),
+            Path::new("/run/blktap-control/nbd4242.0")
+        );
+        assert_eq!(
+            l[1].args().as_deref(),
+            Some("aio:/dev/VG_XenStorage-s/LV-b")
+        );
+        assert_eq!(l[2].image, None);
+        assert!(parse_list("garbage\n").is_err());
+        assert!(parse_list("pid=1 minor=0 state=0 args=qcow9:/x\n").is_err());
+    }
+}

@@ -1,0 +1,212 @@
+//! The VHD library against the real thing, in the storage lab (run-suite shares a build of
+//! xapi-project/blktap with the guests): chains made by `vhd-util` and written through tapdisk
+//! read back through [`vhd::Chain`] exactly as tapdisk serves them, and the footer flags agree
+//! with `vhd-util query`. Run with `xapi-tests/lab/run-suite lab blktap`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sm_core::host::{Cmd, Runner, SystemRunner};
+use sm_core::testing::nbd::NbdReader;
+use vhd::{Chain, DiskType, Vhd};
+
+const MIB: u64 = 1 << 20;
+
+/// Runs `argv`; its stdout (the test fails with the command's stderr otherwise).
+fn run(argv: &[&str]) -> String {
+    SystemRunner::new()
+        .run(
+            &Cmd::new(argv[0])
+                .args(&argv[1..])
+                .timeout(Duration::from_secs(120)),
+        )
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+        .stdout_str()
+}
+
+/// A tapdisk serving `image` (`vhd:` type), destroyed when dropped.
+struct Tapdisk {
+    pid: String,
+    minor: String,
+}
+
+impl Tapdisk {
+    fn start(image: &Path) -> Tapdisk {
+        let args = format!("vhd:{}", image.display());
+        // tap-ctl spawns the tapdisk daemon, which may keep our stdout: captured in memory.
+        SystemRunner::new()
+            .run(
+                &Cmd::new("tap-ctl")
+                    .args(["create", "-a", &args])
+                    .timeout(Duration::from_secs(120))
+                    .daemonizes(),
+            )
+            .unwrap_or_else(|e| panic!("tap-ctl create {args}: {e}"));
+        let list = run(&["tap-ctl", "list"]);
+        let line = list
+            .lines()
+            .find(|l| l.ends_with(&args))
+            .unwrap_or_else(|| panic!("no tapdisk for {args} in {list}"));
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .unwrap_or_else(|| panic!("{k} in {line}"))
+                .to_string()
+        };
+        Tapdisk {
+            pid: field("pid="),
+            minor: field("minor="),
+        }
+    }
+
+    /// tapdisk's own NBD server socket, the one tapback and xapi's SXM find it by.
+    fn socket(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/run/blktap-control/nbd{}.{}",
+            self.pid, self.minor
+        ))
+    }
+
+    fn uri(&self) -> String {
+        format!("nbd+unix:///?socket={}", self.socket().display())
+    }
+}
+
+impl Drop for Tapdisk {
+    fn drop(&mut self) {
+        let _ = SystemRunner::new().run(&Cmd::new("tap-ctl").args([
+            "destroy",
+            "-p",
+            &self.pid,
+            "-m",
+            &self.minor,
+        ]));
+    }
+}
+
+/// Writes `len` bytes of `byte` at `offset` of `image` through a tapdisk.
+fn write_through_tapdisk(image: &Path, byte: u8, offset: u64, len: u64) {
+    let t = Tapdisk::start(image);
+    run(&[
+        "qemu-io",
+        "-f",
+        "raw",
+        "-c",
+        &format!("write -P {byte:#x} {offset} {len}"),
+        &t.uri(),
+    ]);
+}
+
+/// The whole disk as tapdisk serves `image`, read over its NBD socket.
+fn read_through_tapdisk(image: &Path) -> Vec<u8> {
+    let t = Tapdisk::start(image);
+    let mut r = NbdReader::connect(&t.socket(), "").unwrap();
+    r.read_all().unwrap()
+}
+
+fn hidden_per_vhd_util(image: &Path) -> bool {
+    let text = run(&[
+        "vhd-util",
+        "query",
+        "-n",
+        &image.display().to_string(),
+        "-f",
+    ]);
+    text.trim() == "hidden: 1"
+}
+
+#[test]
+#[ignore = "lab"]
+fn lab_blktap_vhd_util_chain_reads_as_tapdisk_serves_it() {
+    if std::env::var_os("LAB_JSON").is_none() {
+        return;
+    }
+    let d = tempfile::tempdir_in("/var/tmp").unwrap();
+    let p = |n: &str| d.path().join(n);
+    let s = |n: &str| p(n).display().to_string();
+    // Base 16 MiB with data, then two snapshots, each written through tapdisk: whole blocks,
+    // a partial block over a block boundary, single sectors (bitmaps).
+    run(&["vhd-util", "create", "-n", &s("base.vhd"), "-s", "16"]);
+    write_through_tapdisk(&p("base.vhd"), 0x11, 0, 3 * MIB);
+    run(&[
+        "vhd-util",
+        "snapshot",
+        "-n",
+        &s("c1.vhd"),
+        "-p",
+        &s("base.vhd"),
+    ]);
+    run(&[
+        "vhd-util",
+        "set",
+        "-n",
+        &s("base.vhd"),
+        "-f",
+        "hidden",
+        "-v",
+        "1",
+    ]);
+    write_through_tapdisk(&p("c1.vhd"), 0x22, MIB + MIB / 2, MIB);
+    run(&[
+        "vhd-util",
+        "snapshot",
+        "-n",
+        &s("c2.vhd"),
+        "-p",
+        &s("c1.vhd"),
+    ]);
+    run(&[
+        "vhd-util",
+        "set",
+        "-n",
+        &s("c1.vhd"),
+        "-f",
+        "hidden",
+        "-v",
+        "1",
+    ]);
+    write_through_tapdisk(&p("c2.vhd"), 0x33, 2 * MIB + 512, 4096);
+    write_through_tapdisk(&p("c2.vhd"), 0x44, 10 * MIB, 512);
+
+    let served = read_through_tapdisk(&p("c2.vhd"));
+    assert_eq!(served.len() as u64, 16 * MIB);
+
+    let chain = Chain::open(&p("c2.vhd"), false).unwrap();
+    assert_eq!(chain.layers().len(), 3);
+    assert_eq!(chain.virtual_size(), 16 * MIB);
+    let names = |v: Vec<PathBuf>| -> Vec<String> {
+        v.iter()
+            .map(|x| x.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(names(chain.hidden()), ["c1.vhd", "base.vhd"]);
+    let mut ours = vec![0u8; served.len()];
+    chain.read_at(&mut ours, 0).unwrap();
+    let first_diff = ours.iter().zip(&served).position(|(a, b)| a != b);
+    assert_eq!(
+        first_diff, None,
+        "our read of the chain differs from tapdisk's"
+    );
+    // The data really is spread over the three layers.
+    assert_eq!(served[0], 0x11);
+    assert_eq!(served[(MIB + MIB / 2) as usize], 0x22);
+    assert_eq!(served[(2 * MIB + 512) as usize], 0x33);
+    assert_eq!(served[(2 * MIB) as usize], 0x22);
+    assert_eq!(served[(2 * MIB + MIB / 2) as usize], 0x11);
+    assert_eq!(served[(3 * MIB) as usize], 0);
+    assert_eq!(served[(10 * MIB) as usize], 0x44);
+
+    for (name, kind, hidden) in [
+        ("base.vhd", DiskType::Dynamic, true),
+        ("c1.vhd", DiskType::Differencing, true),
+        ("c2.vhd", DiskType::Differencing, false),
+    ] {
+        let v = Vhd::open(&p(name), false).unwrap();
+        assert_eq!(v.disk_type(), kind, "{name}");
+        assert_eq!(v.is_hidden(), hidden, "{name}");
+        assert_eq!(hidden_per_vhd_util(&p(name)), hidden, "vhd-util on {name}");
+    }
+    let parent = run(&["vhd-util", "query", "-n", &s("c2.vhd"), "-p"]);
+    assert_eq!(names(vec![PathBuf::from(parent.trim())]), ["c1.vhd"]);
+}
