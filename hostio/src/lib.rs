@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`vhd`] | disk images: a VHD file's footer (parsed by the vhd crate) and [`vhd::qemu_img`] (create, convert, compare) |
 //! | [`nbd`] | exports: a qemu-nbd daemon per image on a Unix socket, found and stopped by its pid file |
+//! | [`serve`] | one VDI image's datapath: a tapdisk where blktap is installed, else a qemu-nbd export; the `params_nbd` URI, sm's link layout |
 //! | [`tapdisk`] | blktap's tapdisk through tap-ctl (create, list, find, pause/unpause, destroy) and its NBD socket: the datapath a real host plugs |
 //! | [`blockcopy`] | byte-for-byte copies of devices or files, `O_DIRECT` where the length allows |
 //! | [`direct`] | `O_DIRECT` opens and whether a filesystem allows them |
@@ -22,6 +23,7 @@ pub mod blockcopy;
 pub mod direct;
 pub mod fs;
 pub mod nbd;
+pub mod serve;
 pub mod space;
 pub mod tapdisk;
 pub mod vhd;

@@ -98,13 +98,15 @@ impl Tapdisk {
     }
 }
 
-/// Parses `tap-ctl list`: one tapdisk per line, `pid=<n> minor=<n> state=<x> args=<type>:<path>`
-/// (a tapdisk without an image has no `args`, one spawned but not attached has `minor=-1`).
+/// Parses `tap-ctl list`: one line per tapdisk or allocated minor,
+/// `pid=<n> minor=<n> state=<x> args=<type>:<path>`; tap-ctl leaves out `pid=` of a minor with
+/// no tapdisk, `minor=` of a tapdisk not attached to one, and `args=` of a tapdisk with no image
+/// open. Only tapdisks attached to a minor are returned.
 pub fn parse_list(text: &str) -> Result<Vec<Tapdisk>, TapError> {
     let mut out = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let bad = || TapError::BadListLine(line.to_string());
-        let (head, args) = match line.split_once(" args=") {
+        let (head, args) = match line.split_once("args=") {
             Some((h, a)) => (h, Some(a)),
             None => (line, None),
         };
@@ -112,13 +114,14 @@ pub fn parse_list(text: &str) -> Result<Vec<Tapdisk>, TapError> {
             head.split_whitespace()
                 .find_map(|w| w.strip_prefix(k)?.strip_prefix('='))
         };
-        let pid = field("pid").and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-        let Some(minor) = field("minor").and_then(|v| v.parse::<i64>().ok()) else {
+        if field("pid").is_none() && field("minor").is_none() && field("state").is_none() {
             return Err(bad());
-        };
-        let Ok(minor) = u32::try_from(minor) else {
+        }
+        let (Some(pid), Some(minor)) = (field("pid"), field("minor")) else {
             continue;
         };
+        let pid = pid.parse().map_err(|_| bad())?;
+        let minor = minor.parse().map_err(|_| bad())?;
         let image = match args {
             Some(a) => {
                 let (t, p) = a.split_once(':').ok_or_else(bad)?;
@@ -146,17 +149,23 @@ pub fn find(runner: &dyn Runner, ty: ImageType, image: &Path) -> Result<Option<T
     }))
 }
 
-/// Starts a tapdisk serving `image` as `ty` (read-only when asked) and returns it.
+/// Starts a tapdisk serving `image` as `ty` (read-only when asked; through the page cache
+/// instead of O_DIRECT when `direct` is false, `-D`, for filesystems without O_DIRECT) and
+/// returns it.
 pub fn create(
     runner: &dyn Runner,
     ty: ImageType,
     image: &Path,
     read_only: bool,
+    direct: bool,
 ) -> Result<Tapdisk, TapError> {
     let args = format!("{}:{}", ty.as_str(), image.display());
     let mut cmd = Cmd::new(TAP_CTL).args(["create", "-a", &args]);
     if read_only {
         cmd = cmd.arg("-R");
+    }
+    if !direct {
+        cmd = cmd.arg("-D");
     }
     runner.run(&cmd.timeout(TIMEOUT).daemonizes())?;
     find(runner, ty, image)?.ok_or(TapError::NotListed(args))
@@ -217,10 +226,15 @@ mod tests {
     fn list_lines_read_as_tap_ctl_prints_them() {
         let text = "pid=4242 minor=0 state=0 args=vhd:/var/run/sr-mount/s/a.vhd\n\
                     pid=4300 minor=3 state=0x1 args=aio:/dev/VG_XenStorage-s/LV-b\n\
-                    pid=4400 minor=-1 state=0\n\
+                    pid=4400 state=0\n\
+                    minor=7 state=0\n\
                     pid=4500 minor=5 state=0\n";
         let l = parse_list(text).unwrap();
-        assert_eq!(l.len(), 3, "the unattached tapdisk is left out");
+        assert_eq!(
+            l.len(),
+            3,
+            "a tapdisk without a minor and a minor without one are left out"
+        );
         assert_eq!(
             l[0],
             Tapdisk {
@@ -239,6 +253,7 @@ mod tests {
         );
         assert_eq!(l[2].image, None);
         assert!(parse_list("garbage\n").is_err());
+        assert!(parse_list("pid=x minor=0 state=0\n").is_err());
         assert!(parse_list("pid=1 minor=0 state=0 args=qcow9:/x\n").is_err());
     }
 }

@@ -34,7 +34,7 @@ fn lab_tapdisk_serves_a_vhd_over_its_nbd_socket_and_goes_away() {
     let img = d.path().join("a.vhd");
     hostio::vhd::qemu_img::create(&r, &img, 8 * MIB).unwrap();
 
-    let t = tapdisk::create(&r, ImageType::Vhd, &img, false).unwrap();
+    let t = tapdisk::create(&r, ImageType::Vhd, &img, false, true).unwrap();
     assert_eq!(
         tapdisk::find(&r, ImageType::Vhd, &img).unwrap(),
         Some(t.clone())
@@ -66,7 +66,7 @@ fn lab_tapdisk_serves_a_vhd_over_its_nbd_socket_and_goes_away() {
     chain.read_at(&mut ours, 0).unwrap();
     assert!(ours == served, "the vhd crate reads what tapdisk served");
 
-    let ro = tapdisk::create(&r, ImageType::Vhd, &img, true).unwrap();
+    let ro = tapdisk::create(&r, ImageType::Vhd, &img, true, true).unwrap();
     let uri = format!("nbd+unix:///?socket={}", ro.nbd_socket().display());
     assert!(
         qemu_io(&uri, "write -P 0x11 0 512").is_err(),

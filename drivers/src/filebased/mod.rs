@@ -10,7 +10,6 @@ pub mod vdi;
 
 use std::path::PathBuf;
 
-use hostio::nbd;
 use sm_core::driver::{Capability, Ctx, Driver, DriverInfo, VdiCreate};
 use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::response::{AttachInfo, VdiLocation};
@@ -66,7 +65,7 @@ pub struct FileBasedSr<B>(pub B);
 /// Fault 16 SRInUse when any VDI of the SR still has a datapath on this host.
 fn refuse_if_vdis_attached(cx: &Ctx<'_>) -> SmResult<()> {
     let sr = cx.sr_uuid()?;
-    let attached = nbd::running_exports(&cx.host.paths, sr.as_str());
+    let attached = hostio::serve::open_vdis(&cx.host.paths, sr.as_str());
     if attached.is_empty() {
         Ok(())
     } else {
@@ -127,12 +126,13 @@ impl<B: Backing> Driver for FileBasedSr<B> {
         vdi::attach(cx, &self.0.vdi_dir(cx)?, writable)
     }
     fn vdi_detach(&self, cx: &Ctx<'_>) -> SmResult<()> {
-        vdi::detach(cx)
+        vdi::detach(cx, &self.0.vdi_dir(cx)?)
     }
     fn vdi_activate(&self, cx: &Ctx<'_>, writable: bool) -> SmResult<()> {
-        let (path, _) = vdi::require_image(cx, &self.0.vdi_dir(cx)?)?;
+        let dir = self.0.vdi_dir(cx)?;
+        vdi::require_image(cx, &dir)?;
         activation::activate(cx, writable)?;
-        if let Err(e) = vdi::start_export(cx, &path, writable) {
+        if let Err(e) = vdi::start_export(cx, &dir, writable) {
             if let Err(undo) = activation::deactivate(cx) {
                 tracing::warn!("cannot undo the activation record after a failed open: {undo}");
             }
@@ -141,7 +141,7 @@ impl<B: Backing> Driver for FileBasedSr<B> {
         Ok(())
     }
     fn vdi_deactivate(&self, cx: &Ctx<'_>) -> SmResult<()> {
-        vdi::stop_export(cx)?;
+        vdi::stop_export(cx, &self.0.vdi_dir(cx)?)?;
         activation::deactivate(cx)
     }
     fn vdi_snapshot(&self, cx: &Ctx<'_>) -> SmResult<VdiLocation> {
@@ -169,6 +169,6 @@ impl<B: Backing> Driver for FileBasedSr<B> {
         vdi::attach(cx, &self.0.vdi_dir(cx)?, true)
     }
     fn vdi_detach_from_config(&self, cx: &Ctx<'_>) -> SmResult<()> {
-        vdi::detach(cx)
+        vdi::detach(cx, &self.0.vdi_dir(cx)?)
     }
 }

@@ -32,7 +32,8 @@ use sm_core::response::{AttachInfo, VdiLocation};
 use sm_core::xenapi::VdiIntroduce;
 
 use hostio::direct;
-use hostio::nbd::{Cache, Export};
+use hostio::nbd::Cache;
+use hostio::serve::{self, Datapath};
 use hostio::vhd::{self, ImageInfo, VhdError, qemu_img};
 
 use super::layout;
@@ -77,12 +78,23 @@ pub fn require_image(cx: &Ctx<'_>, dir: &Path) -> SmResult<(PathBuf, ImageInfo)>
     Ok((path, info))
 }
 
-fn export(cx: &Ctx<'_>) -> SmResult<Export> {
-    Ok(Export::new(
+/// The datapath of the call's VDI: a tapdisk where blktap is installed, else qemu-nbd.
+fn datapath(cx: &Ctx<'_>, dir: &Path) -> SmResult<Datapath> {
+    let kind = serve::kind(cx.host.runner.as_ref())
+        .map_err(|e| SmError::new(SmCode::VDIUnavailable, e))?;
+    Ok(Datapath::new(
+        kind,
         &cx.host.paths,
         cx.sr_uuid()?.as_str(),
         cx.vdi_uuid()?.as_str(),
+        &layout::image_path(dir, &location(cx)?),
     ))
+}
+
+/// The open datapath of the call's VDI on this host, if any.
+fn open_here(cx: &Ctx<'_>, dp: &Datapath) -> SmResult<Option<serve::Open>> {
+    dp.running(cx.host.runner.as_ref())
+        .map_err(|e| SmError::new(SmCode::VDIUnavailable, e))
 }
 
 /// Rounds a requested size up to whole 512-byte sectors and checks it against the VHD limit.
@@ -177,10 +189,11 @@ pub fn create(cx: &Ctx<'_>, dir: &Path, args: &VdiCreate) -> SmResult<VdiLocatio
 /// vdi_delete: removes the image and forgets the record. Idempotent.
 pub fn delete(cx: &Ctx<'_>, dir: &Path) -> SmResult<()> {
     cx.xapi()?;
-    if let Some(r) = export(cx)?.running() {
+    let dp = datapath(cx, dir)?;
+    if let Some(r) = open_here(cx, &dp)? {
         return Err(SmError::msg(
             SmCode::VDIInUse,
-            format!("attached on this host (qemu-nbd pid {})", r.pid),
+            format!("attached on this host ({} pid {})", dp.kind().name(), r.pid),
         ));
     }
     let path = layout::image_path(dir, &location(cx)?);
@@ -200,7 +213,7 @@ pub fn delete(cx: &Ctx<'_>, dir: &Path) -> SmResult<()> {
 /// does for every VDI). In the common case activation is then only bookkeeping. Idempotent.
 pub fn attach(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<AttachInfo> {
     let (path, _) = require_image(cx, dir)?;
-    let e = export(cx)?;
+    let dp = datapath(cx, dir)?;
     let elsewhere = match cx.has_session() {
         true => crate::activation::active_elsewhere(cx)?,
         false => None,
@@ -209,60 +222,66 @@ pub fn attach(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<AttachInfo> 
         Some(host) => {
             tracing::info!(%host, "the VDI is active on another host: opening it at vdi_activate")
         }
-        None => start_export(cx, &path, writable)?,
+        None => start_export(cx, dir, writable)?,
     }
+    tracing::info!(server = dp.kind().name(), params_nbd = %dp.uri(), "vdi_attach: datapath");
     let (o_direct, o_direct_reason) = if direct::supported(&path) {
         (true, String::new())
     } else {
         (
             false,
-            "the SR's filesystem does not support O_DIRECT; qemu-nbd uses the page cache"
-                .to_string(),
+            format!(
+                "the SR's filesystem does not support O_DIRECT; {} uses the page cache",
+                dp.kind().name()
+            ),
         )
     };
     Ok(AttachInfo {
         params: None,
-        params_nbd: e.uri(),
+        params_nbd: dp.uri(),
         o_direct,
         o_direct_reason,
         xenstore_data: BTreeMap::new(),
     })
 }
 
-/// Opens the image: starts the qemu-nbd export behind the `params_nbd` socket (read-only unless
-/// `writable`). Idempotent; a running read-only export cannot be re-opened writable (fault 24).
-pub fn start_export(cx: &Ctx<'_>, path: &Path, writable: bool) -> SmResult<()> {
-    let e = export(cx)?;
-    match e.running() {
+/// Opens the image: starts the tapdisk or qemu-nbd behind the `params_nbd` socket (read-only
+/// unless `writable`). Idempotent; an image open read-only cannot be re-opened writable (24).
+pub fn start_export(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<()> {
+    let dp = datapath(cx, dir)?;
+    match open_here(cx, &dp)? {
         Some(r) if r.read_only && writable => Err(SmError::msg(
             SmCode::VDIInUse,
             "already open read-only on this host",
         )),
         Some(_) => Ok(()),
         None => {
-            let cache = if direct::supported(path) {
+            let path = layout::image_path(dir, &location(cx)?);
+            let cache = if direct::supported(&path) {
                 Cache::Direct
             } else {
                 Cache::Writeback
             };
-            e.start(cx.host.runner.as_ref(), path, !writable, cache)
-                .map(|_| ())
-                .map_err(|err| SmError::new(SmCode::VDIUnavailable, err))
+            let open = dp
+                .start(cx.host.runner.as_ref(), !writable, cache)
+                .map_err(|err| SmError::new(SmCode::VDIUnavailable, err))?;
+            tracing::info!(server = dp.kind().name(), pid = open.pid, socket = %open.socket.display(), "image opened");
+            Ok(())
         }
     }
 }
 
-/// Closes the image: stops the export. Idempotent.
-pub fn stop_export(cx: &Ctx<'_>) -> SmResult<()> {
-    export(cx)?
-        .stop()
+/// Closes the image: ends its tapdisk or qemu-nbd. Idempotent.
+pub fn stop_export(cx: &Ctx<'_>, dir: &Path) -> SmResult<()> {
+    datapath(cx, dir)?
+        .stop(cx.host.runner.as_ref())
         .map_err(|e| SmError::new(SmCode::VDIUnavailable, e))
 }
 
 /// vdi_detach: closes the image if it is still open (attached but never activated, or a host
 /// that crashed between activate and deactivate). Idempotent.
-pub fn detach(cx: &Ctx<'_>) -> SmResult<()> {
-    stop_export(cx)
+pub fn detach(cx: &Ctx<'_>, dir: &Path) -> SmResult<()> {
+    stop_export(cx, dir)
 }
 
 /// vdi_snapshot / vdi_clone: a full, independent copy registered as a new VDI (see the module
@@ -282,18 +301,33 @@ pub fn copy(cx: &Ctx<'_>, dir: &Path, kind: CopyKind) -> SmResult<VdiLocation> {
     let new = VdiUuid::random().to_string();
     let dst = layout::image_path(dir, &new);
     let tmp = layout::temp_path(dir, &new, "copy");
-    let e = export(cx)?;
-    let source = match e.running() {
-        Some(r) if !r.read_only => qemu_img::Source::Nbd {
-            socket: &e.socket,
-            export: &e.name,
-        },
-        _ => qemu_img::Source::Vhd(&src_path),
-    };
+    let dp = datapath(cx, dir)?;
+    let open = open_here(cx, &dp)?;
     let runner = cx.host.runner.as_ref();
-    let info = build_image(dir, &tmp, &dst, code, |t| {
-        qemu_img::convert_to_new(runner, source, t)
-    })?;
+    let info = match (&open, dp.kind()) {
+        // qemu-nbd holds the image's writes in its own state: read through it.
+        (Some(r), serve::Kind::QemuNbd) if !r.read_only => {
+            let source = qemu_img::Source::Nbd {
+                socket: &r.socket,
+                export: &r.export,
+            };
+            build_image(dir, &tmp, &dst, code, |t| {
+                qemu_img::convert_to_new(runner, source, t)
+            })?
+        }
+        // tapdisk writes through to the file: pause its I/O while the file is copied, so the
+        // copy is one point in time.
+        (Some(_), serve::Kind::Tapdisk) => dp
+            .with_paused(runner, || {
+                build_image(dir, &tmp, &dst, code, |t| {
+                    qemu_img::convert_to_new(runner, qemu_img::Source::Vhd(&src_path), t)
+                })
+            })
+            .map_err(|e| SmError::new(code, e))??,
+        _ => build_image(dir, &tmp, &dst, code, |t| {
+            qemu_img::convert_to_new(runner, qemu_img::Source::Vhd(&src_path), t)
+        })?,
+    };
     let mut rec = VdiIntroduce::new(&new, &sr_ref, &new);
     rec.name_label = src.name_label.clone();
     rec.name_description = src.name_description.clone();
@@ -334,11 +368,13 @@ pub fn resize(cx: &Ctx<'_>, dir: &Path, new_size: u64) -> SmResult<VdiLocation> 
             format!("shrinking from {current} to {size} bytes is not supported"),
         ));
     }
-    if let Some(r) = export(cx)?.running() {
+    let dp = datapath(cx, dir)?;
+    if let Some(r) = open_here(cx, &dp)? {
         return Err(SmError::msg(
             SmCode::VDIInUse,
             format!(
-                "attached on this host (qemu-nbd pid {}); detach to resize",
+                "attached on this host ({} pid {}); detach to resize",
+                dp.kind().name(),
                 r.pid
             ),
         ));
