@@ -9,23 +9,12 @@
 )]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use drivers::testing::{Calls, uuid_of};
-use sm_core::host::{Cmd, Runner, SystemRunner};
+use sm_core::host::SystemRunner;
+use sm_core::testing::run_ok as run;
 
 const SR: &str = "5c5c5c5c-1111-4222-8333-000000000001";
-
-fn run(argv: &[&str]) -> String {
-    SystemRunner::new()
-        .run(
-            &Cmd::new(argv[0])
-                .args(&argv[1..])
-                .timeout(Duration::from_secs(120)),
-        )
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
-        .stdout_str()
-}
 
 #[test]
 #[ignore = "lab"]

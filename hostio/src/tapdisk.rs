@@ -171,6 +171,13 @@ pub fn create(
     find(runner, ty, image)?.ok_or(TapError::NotListed(args))
 }
 
+/// `tap-ctl <verb> -p <pid> -m <minor>`: a command addressed to one tapdisk.
+fn addressed(verb: &str, t: &Tapdisk) -> Cmd {
+    Cmd::new(TAP_CTL)
+        .args([verb, "-p", &t.pid.to_string(), "-m", &t.minor.to_string()])
+        .timeout(TIMEOUT)
+}
+
 /// Closes the image and ends the tapdisk. A tapdisk that is already gone is success.
 pub fn destroy(runner: &dyn Runner, t: &Tapdisk) -> Result<(), TapError> {
     if !list(runner)?
@@ -179,24 +186,14 @@ pub fn destroy(runner: &dyn Runner, t: &Tapdisk) -> Result<(), TapError> {
     {
         return Ok(());
     }
-    let (pid, minor) = (t.pid.to_string(), t.minor.to_string());
-    runner.run(
-        &Cmd::new(TAP_CTL)
-            .args(["destroy", "-p", &pid, "-m", &minor])
-            .timeout(TIMEOUT),
-    )?;
+    runner.run(&addressed("destroy", t))?;
     Ok(())
 }
 
 /// Pauses I/O (the image is closed until [`unpause`]): what a snapshot of an active VDI does
 /// around its metadata change.
 pub fn pause(runner: &dyn Runner, t: &Tapdisk) -> Result<(), TapError> {
-    let (pid, minor) = (t.pid.to_string(), t.minor.to_string());
-    runner.run(
-        &Cmd::new(TAP_CTL)
-            .args(["pause", "-p", &pid, "-m", &minor])
-            .timeout(TIMEOUT),
-    )?;
+    runner.run(&addressed("pause", t))?;
     Ok(())
 }
 
@@ -207,14 +204,13 @@ pub fn unpause(
     t: &Tapdisk,
     image: Option<(ImageType, &Path)>,
 ) -> Result<(), TapError> {
-    let (pid, minor) = (t.pid.to_string(), t.minor.to_string());
-    let mut cmd = Cmd::new(TAP_CTL).args(["unpause", "-p", &pid, "-m", &minor]);
+    let mut cmd = addressed("unpause", t);
     if let Some((ty, p)) = image {
         cmd = cmd
             .arg("-a")
             .arg(format!("{}:{}", ty.as_str(), p.display()));
     }
-    runner.run(&cmd.timeout(TIMEOUT))?;
+    runner.run(&cmd)?;
     Ok(())
 }
 

@@ -9,21 +9,10 @@ use std::time::Duration;
 
 use sm_core::host::{Cmd, Runner, SystemRunner};
 use sm_core::testing::nbd::NbdReader;
+use sm_core::testing::run_ok as run;
 use vhd::{Chain, DiskType, Vhd};
 
 const MIB: u64 = 1 << 20;
-
-/// Runs `argv`; its stdout (the test fails with the command's stderr otherwise).
-fn run(argv: &[&str]) -> String {
-    SystemRunner::new()
-        .run(
-            &Cmd::new(argv[0])
-                .args(&argv[1..])
-                .timeout(Duration::from_secs(120)),
-        )
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
-        .stdout_str()
-}
 
 /// A tapdisk serving `image` (`vhd:` type), destroyed when dropped.
 struct Tapdisk {

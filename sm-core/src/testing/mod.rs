@@ -199,3 +199,17 @@ pub fn block_tree(devs: &[(&str, (u64, u64), Option<&str>)], slaves: &[(&str, &s
     }
     t
 }
+
+/// Runs `argv` with the system runner (2 minutes at most) and returns its stdout; panics with
+/// the command's error otherwise. For tests that set the host up as an admin would.
+pub fn run_ok(argv: &[&str]) -> String {
+    use crate::host::SystemRunner;
+    SystemRunner::new()
+        .run(
+            &Cmd::new(argv[0])
+                .args(&argv[1..])
+                .timeout(std::time::Duration::from_secs(120)),
+        )
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+        .stdout_str()
+}
