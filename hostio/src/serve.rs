@@ -59,16 +59,6 @@ pub enum ServeError {
     },
 }
 
-/// The server this host uses: tapdisk when `tap-ctl list` runs, qemu-nbd when tap-ctl is not
-/// installed.
-pub fn kind(runner: &dyn Runner) -> Result<Kind, ServeError> {
-    match tapdisk::list(runner) {
-        Ok(_) => Ok(Kind::Tapdisk),
-        Err(TapError::Run(RunError::NotFound { .. })) => Ok(Kind::QemuNbd),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// An open datapath.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Open {
@@ -80,6 +70,8 @@ pub struct Open {
     pub socket: PathBuf,
     /// The export name a client asks for.
     pub export: String,
+    /// The tapdisk, when one serves it.
+    pub tapdisk: Option<tapdisk::Tapdisk>,
 }
 
 /// The datapath of one VDI image.
@@ -109,20 +101,64 @@ fn remove_if_there(p: &Path) -> Result<(), ServeError> {
 }
 
 impl Datapath {
+    /// The datapath of `image`, VDI `vdi` of SR `sr`, and the server serving it if one is, from
+    /// one `tap-ctl list`: a host where tap-ctl runs uses tapdisk, one without it qemu-nbd.
+    pub fn lookup(
+        runner: &dyn Runner,
+        paths: &Paths,
+        sr: &str,
+        vdi: &str,
+        image: &Path,
+    ) -> Result<(Datapath, Option<Open>), ServeError> {
+        let (kind, tapdisks) = match tapdisk::list(runner) {
+            Ok(l) => (Kind::Tapdisk, l),
+            Err(TapError::Run(RunError::NotFound { .. })) => (Kind::QemuNbd, Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let dp = Datapath::new(kind, paths, sr, vdi, image);
+        let open = match kind {
+            Kind::Tapdisk => tapdisks
+                .into_iter()
+                .find(|t| {
+                    t.image
+                        .as_ref()
+                        .is_some_and(|(ty, p)| *ty == ImageType::Vhd && p == image)
+                })
+                .map(|t| dp.open_of(t, dp.read_only_mark.exists())),
+            Kind::QemuNbd => dp.export.running().map(|r| Open {
+                pid: u32::try_from(r.pid).unwrap_or(0),
+                read_only: r.read_only,
+                socket: dp.export.socket.clone(),
+                export: dp.export.name.clone(),
+                tapdisk: None,
+            }),
+        };
+        Ok((dp, open))
+    }
+
     /// The datapath of `image`, VDI `vdi` of SR `sr`, served by `kind`.
     pub fn new(kind: Kind, paths: &Paths, sr: &str, vdi: &str, image: &Path) -> Datapath {
-        let link = paths.host(TAP_LINK_DIR).join(sr).join(vdi);
         Datapath {
             kind,
             vdi: vdi.to_string(),
             image: image.to_path_buf(),
+            link: paths.host(TAP_LINK_DIR).join(sr).join(vdi),
             read_only_mark: paths
                 .run_dir()
                 .join("tap")
                 .join(sr)
                 .join(format!("{vdi}.ro")),
-            link,
             export: Export::new(paths, sr, vdi),
+        }
+    }
+
+    fn open_of(&self, t: tapdisk::Tapdisk, read_only: bool) -> Open {
+        Open {
+            pid: t.pid,
+            read_only,
+            socket: t.nbd_socket(),
+            export: self.vdi.clone(),
+            tapdisk: Some(t),
         }
     }
 
@@ -139,33 +175,7 @@ impl Datapath {
         }
     }
 
-    /// The link `params_nbd` names (tapdisk) or the socket itself (qemu-nbd).
-    pub fn socket_path(&self) -> &Path {
-        match self.kind {
-            Kind::Tapdisk => &self.link,
-            Kind::QemuNbd => &self.export.socket,
-        }
-    }
-
-    /// The server serving the image, if one is.
-    pub fn running(&self, runner: &dyn Runner) -> Result<Option<Open>, ServeError> {
-        Ok(match self.kind {
-            Kind::Tapdisk => tapdisk::find(runner, ImageType::Vhd, &self.image)?.map(|t| Open {
-                pid: t.pid,
-                read_only: self.read_only_mark.exists(),
-                socket: t.nbd_socket(),
-                export: self.vdi.clone(),
-            }),
-            Kind::QemuNbd => self.export.running().map(|r| Open {
-                pid: u32::try_from(r.pid).unwrap_or(0),
-                read_only: r.read_only,
-                socket: self.export.socket.clone(),
-                export: self.export.name.clone(),
-            }),
-        })
-    }
-
-    /// Opens the image; the caller checked that it is not open.
+    /// Opens the image; the caller looked it up and found it closed.
     pub fn start(
         &self,
         runner: &dyn Runner,
@@ -174,9 +184,14 @@ impl Datapath {
     ) -> Result<Open, ServeError> {
         match self.kind {
             Kind::QemuNbd => {
-                self.export.start(runner, &self.image, read_only, cache)?;
-                self.running(runner)?
-                    .ok_or_else(|| NbdError::NotRunning(self.export.socket.clone()).into())
+                let r = self.export.start(runner, &self.image, read_only, cache)?;
+                Ok(Open {
+                    pid: u32::try_from(r.pid).unwrap_or(0),
+                    read_only: r.read_only,
+                    socket: self.export.socket.clone(),
+                    export: self.export.name.clone(),
+                    tapdisk: None,
+                })
             }
             Kind::Tapdisk => {
                 let t = tapdisk::create(
@@ -192,12 +207,7 @@ impl Datapath {
                     }
                     return Err(e);
                 }
-                Ok(Open {
-                    pid: t.pid,
-                    read_only,
-                    socket: t.nbd_socket(),
-                    export: self.vdi.clone(),
-                })
+                Ok(self.open_of(t, read_only))
             }
         }
     }
@@ -218,13 +228,14 @@ impl Datapath {
         }
     }
 
-    /// Closes the image and removes what [`Datapath::start`] made. Idempotent.
-    pub fn stop(&self, runner: &dyn Runner) -> Result<(), ServeError> {
+    /// Closes the image (`open`, as looked up) and removes what [`Datapath::start`] made.
+    /// Idempotent.
+    pub fn stop(&self, runner: &dyn Runner, open: Option<&Open>) -> Result<(), ServeError> {
         match self.kind {
             Kind::QemuNbd => Ok(self.export.stop()?),
             Kind::Tapdisk => {
-                if let Some(t) = tapdisk::find(runner, ImageType::Vhd, &self.image)? {
-                    tapdisk::destroy(runner, &t)?;
+                if let Some(t) = open.and_then(|o| o.tapdisk.as_ref()) {
+                    tapdisk::destroy(runner, t)?;
                 }
                 remove_if_there(&self.link)?;
                 remove_if_there(&self.read_only_mark)
@@ -232,22 +243,20 @@ impl Datapath {
         }
     }
 
-    /// Runs `f` with the image's I/O paused (tapdisk: `tap-ctl pause`, then `unpause` whatever
-    /// `f` returned), so the file holds a consistent point-in-time image while `f` reads it. A
-    /// closed image, or one served by qemu-nbd, runs `f` as is.
+    /// Runs `f` with the I/O of `open`'s tapdisk paused (`tap-ctl pause`, then `unpause`
+    /// whatever `f` returned), so the file holds a consistent point-in-time image while `f`
+    /// reads it. An image qemu-nbd serves runs `f` as is.
     pub fn with_paused<T>(
-        &self,
         runner: &dyn Runner,
+        open: &Open,
         f: impl FnOnce() -> T,
     ) -> Result<T, ServeError> {
-        let t = match self.kind {
-            Kind::Tapdisk => tapdisk::find(runner, ImageType::Vhd, &self.image)?,
-            Kind::QemuNbd => None,
+        let Some(t) = &open.tapdisk else {
+            return Ok(f());
         };
-        let Some(t) = t else { return Ok(f()) };
-        tapdisk::pause(runner, &t)?;
+        tapdisk::pause(runner, t)?;
         let out = f();
-        tapdisk::unpause(runner, &t, None)?;
+        tapdisk::unpause(runner, t)?;
         Ok(out)
     }
 }
@@ -276,15 +285,17 @@ mod tests {
     use sm_core::testing::FakeRunner;
 
     const LIST: &str = "pid=77 minor=2 state=0 args=vhd:/srv/sr/v.vhd\n";
+    const IMAGE: &str = "/srv/sr/v.vhd";
 
     #[test]
-    fn tapdisk_when_tap_ctl_runs_and_sm_s_link_layout() {
+    fn one_list_tells_tapdisk_and_finds_it_with_sm_s_link_layout() {
         let d = tempfile::tempdir().unwrap();
         let paths = Paths::new(d.path());
         let fake = FakeRunner::new();
         fake.on(&["tap-ctl", "list"], 0, LIST, "");
-        assert_eq!(kind(&fake).unwrap(), Kind::Tapdisk);
-        let dp = Datapath::new(Kind::Tapdisk, &paths, "s", "v", Path::new("/srv/sr/v.vhd"));
+        let (dp, open) = Datapath::lookup(&fake, &paths, "s", "v", Path::new(IMAGE)).unwrap();
+        assert_eq!(fake.calls().len(), 1, "one tap-ctl list");
+        assert_eq!(dp.kind(), Kind::Tapdisk);
         assert_eq!(
             dp.uri(),
             format!(
@@ -292,11 +303,13 @@ mod tests {
                 d.path().display()
             )
         );
-        fake.on(&["tap-ctl", "list"], 0, LIST, "");
-        let open = dp.running(&fake).unwrap().unwrap();
-        assert_eq!(open.pid, 77);
+        let open = open.unwrap();
+        assert_eq!((open.pid, open.read_only), (77, false));
         assert_eq!(open.socket, Path::new("/run/blktap-control/nbd77.2"));
-        assert!(!open.read_only);
+        fake.on(&["tap-ctl", "list"], 0, "", "");
+        let (_, closed) =
+            Datapath::lookup(&fake, &paths, "s", "w", Path::new("/srv/sr/w.vhd")).unwrap();
+        assert_eq!(closed, None);
     }
 
     #[test]
@@ -304,12 +317,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let paths = Paths::new(d.path());
         let fake = FakeRunner::new();
+        let dp = Datapath::new(Kind::Tapdisk, &paths, "s", "v", Path::new(IMAGE));
         fake.on(&["tap-ctl", "list"], 0, LIST, "");
-        let dp = Datapath::new(Kind::Tapdisk, &paths, "s", "v", Path::new("/srv/sr/v.vhd"));
         let open = dp.start(&fake, true, Cache::Direct).unwrap();
         assert!(open.read_only);
+        let link = paths.host(TAP_LINK_DIR).join("s/v");
         assert_eq!(
-            std::fs::read_link(dp.socket_path()).unwrap(),
+            std::fs::read_link(&link).unwrap(),
             Path::new("/run/blktap-control/nbd77.2")
         );
         let create = &fake.calls()[0];
@@ -319,14 +333,16 @@ mod tests {
         );
         assert!(create.contains(&"-R".to_string()) && !create.contains(&"-D".to_string()));
         fake.on(&["tap-ctl", "list"], 0, LIST, "");
-        fake.on(&["tap-ctl", "list"], 0, LIST, "");
-        dp.stop(&fake).unwrap();
-        assert!(
-            fake.calls()
-                .iter()
-                .any(|c| c[..2] == ["tap-ctl", "destroy"])
+        let (dp, open) = Datapath::lookup(&fake, &paths, "s", "v", Path::new(IMAGE)).unwrap();
+        assert!(open.as_ref().unwrap().read_only, "the mark says read-only");
+        let before = fake.calls().len();
+        dp.stop(&fake, open.as_ref()).unwrap();
+        assert_eq!(
+            fake.calls()[before..],
+            [["tap-ctl", "destroy", "-p", "77", "-m", "2"]],
+            "destroy only"
         );
-        assert!(std::fs::symlink_metadata(dp.socket_path()).is_err());
+        assert!(std::fs::symlink_metadata(&link).is_err());
     }
 
     #[test]
@@ -340,6 +356,10 @@ mod tests {
                 })
             }
         }
-        assert_eq!(kind(&NoTapCtl).unwrap(), Kind::QemuNbd);
+        let d = tempfile::tempdir().unwrap();
+        let (dp, open) =
+            Datapath::lookup(&NoTapCtl, &Paths::new(d.path()), "s", "v", Path::new(IMAGE)).unwrap();
+        assert_eq!((dp.kind(), open), (Kind::QemuNbd, None));
+        assert!(dp.uri().contains("/run/sm-rs/nbd/v.sock"), "{}", dp.uri());
     }
 }

@@ -7,7 +7,7 @@
 //! `tap-ctl create` does allocate + spawn + attach + open in one call; `list` is how a tapdisk is
 //! found again (by the image it serves), `destroy` closes and ends it. With the blktap2 kernel
 //! module (blktap 3.x, XCP-ng 8.3) a tapdisk also has a block device
-//! `/dev/xen/blktap-2/tapdev<minor>`; blktap 4.x serves through NBD only.
+//! `/dev/xen/blktap-2/tapdev<minor>`; we use the NBD socket, which both lines serve.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,9 +19,6 @@ pub const TAP_CTL: &str = "tap-ctl";
 
 /// Where tapdisk puts its control and NBD sockets (compiled into blktap).
 pub const CONTROL_DIR: &str = "/run/blktap-control";
-
-/// Where blktap 3.x's kernel module makes each tapdisk's block device.
-pub const TAPDEV_DIR: &str = "/dev/xen/blktap-2";
 
 /// Deadline of one tap-ctl call (opening a long VHD chain reads every footer and BAT).
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -82,19 +79,6 @@ impl Tapdisk {
     /// Its NBD server socket: what tapback, SXM and delta exports look a tapdisk up by.
     pub fn nbd_socket(&self) -> PathBuf {
         Path::new(CONTROL_DIR).join(format!("nbd{}.{}", self.pid, self.minor))
-    }
-
-    /// Its blktap2 block device, where the kernel module exists (blktap 3.x).
-    pub fn tapdev(&self) -> Option<PathBuf> {
-        let p = Path::new(TAPDEV_DIR).join(format!("tapdev{}", self.minor));
-        p.exists().then_some(p)
-    }
-
-    /// `<type>:<path>` as tap-ctl takes and prints it.
-    pub fn args(&self) -> Option<String> {
-        self.image
-            .as_ref()
-            .map(|(t, p)| format!("{}:{}", t.as_str(), p.display()))
     }
 }
 
@@ -178,16 +162,18 @@ fn addressed(verb: &str, t: &Tapdisk) -> Cmd {
         .timeout(TIMEOUT)
 }
 
-/// Closes the image and ends the tapdisk. A tapdisk that is already gone is success.
+/// Closes the image and ends the tapdisk. A tapdisk that is already gone is success (checked
+/// with `tap-ctl list` only when destroy fails).
 pub fn destroy(runner: &dyn Runner, t: &Tapdisk) -> Result<(), TapError> {
-    if !list(runner)?
-        .iter()
-        .any(|x| x.pid == t.pid && x.minor == t.minor)
-    {
-        return Ok(());
+    match runner.run(&addressed("destroy", t)) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let gone = list(runner)?
+                .iter()
+                .all(|x| (x.pid, x.minor) != (t.pid, t.minor));
+            if gone { Ok(()) } else { Err(e.into()) }
+        }
     }
-    runner.run(&addressed("destroy", t))?;
-    Ok(())
 }
 
 /// Pauses I/O (the image is closed until [`unpause`]): what a snapshot of an active VDI does
@@ -197,20 +183,9 @@ pub fn pause(runner: &dyn Runner, t: &Tapdisk) -> Result<(), TapError> {
     Ok(())
 }
 
-/// Resumes a paused tapdisk, on `image` when given (a snapshot's new leaf), else on the image it
-/// had.
-pub fn unpause(
-    runner: &dyn Runner,
-    t: &Tapdisk,
-    image: Option<(ImageType, &Path)>,
-) -> Result<(), TapError> {
-    let mut cmd = addressed("unpause", t);
-    if let Some((ty, p)) = image {
-        cmd = cmd
-            .arg("-a")
-            .arg(format!("{}:{}", ty.as_str(), p.display()));
-    }
-    runner.run(&cmd)?;
+/// Resumes a paused tapdisk on the image it had.
+pub fn unpause(runner: &dyn Runner, t: &Tapdisk) -> Result<(), TapError> {
+    runner.run(&addressed("unpause", t))?;
     Ok(())
 }
 
@@ -244,8 +219,8 @@ mod tests {
             Path::new("/run/blktap-control/nbd4242.0")
         );
         assert_eq!(
-            l[1].args().as_deref(),
-            Some("aio:/dev/VG_XenStorage-s/LV-b")
+            l[1].image,
+            Some((ImageType::Aio, "/dev/VG_XenStorage-s/LV-b".into()))
         );
         assert_eq!(l[2].image, None);
         assert!(parse_list("garbage\n").is_err());

@@ -54,7 +54,7 @@ fn lab_tapdisk_serves_a_vhd_over_its_nbd_socket_and_goes_away() {
     assert_eq!(served[(5 * MIB) as usize], 0);
 
     tapdisk::pause(&r, &t).unwrap();
-    tapdisk::unpause(&r, &t, None).unwrap();
+    tapdisk::unpause(&r, &t).unwrap();
     tapdisk::destroy(&r, &t).unwrap();
     assert_eq!(tapdisk::find(&r, ImageType::Vhd, &img).unwrap(), None);
     assert!(!t.nbd_socket().exists());

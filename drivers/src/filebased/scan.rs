@@ -36,12 +36,33 @@ struct Survey {
 
 /// Reads `dir`: one listing, one footer per image.
 fn survey(dir: &Path) -> SmResult<Survey> {
-    let locs = layout::list_images(dir).map_err(|e| SmError::new(SmCode::SRScan, e))?;
+    let listing_err = |e| SmError::new(SmCode::SRScan, e);
+    let mut locs = Vec::new();
+    let mut foreign = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(listing_err)? {
+        let name = e.map_err(listing_err)?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let with_stem = |ext: &str| {
+            name.strip_suffix(ext)
+                .filter(|stem| layout::check_location(stem).is_ok())
+        };
+        if let Some(loc) = with_stem(layout::VHD_EXT) {
+            locs.push(loc.to_string());
+        } else if let Some((_, kind)) = SM_ONLY_EXTS
+            .iter()
+            .find(|(ext, _)| with_stem(ext).is_some())
+        {
+            foreign.push(Item {
+                name: name.to_string(),
+                kind,
+            });
+        }
+    }
+    locs.sort();
     let sm_config = BTreeMap::from([(
         SM_CONFIG_VDI_TYPE.0.to_string(),
         SM_CONFIG_VDI_TYPE.1.to_string(),
     )]);
-    let mut foreign = Vec::new();
     let mut found = BTreeMap::new();
     for loc in locs {
         let info = match vhd::read_info(&layout::image_path(dir, &loc)) {
@@ -75,29 +96,20 @@ fn survey(dir: &Path) -> SmResult<Survey> {
             }),
         );
     }
-    for e in std::fs::read_dir(dir).map_err(|e| SmError::new(SmCode::SRScan, e))? {
-        let name = e.map_err(|e| SmError::new(SmCode::SRScan, e))?.file_name();
-        let Some(name) = name.to_str() else { continue };
-        for (ext, kind) in SM_ONLY_EXTS {
-            if name
-                .strip_suffix(ext)
-                .is_some_and(|stem| layout::check_location(stem).is_ok())
-            {
-                foreign.push(Item {
-                    name: name.to_string(),
-                    kind,
-                });
-            }
-        }
-    }
     foreign.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Survey { found, foreign })
 }
 
+impl Survey {
+    /// Fault 47 naming what of sm's `dir` holds, if anything.
+    fn refuse_foreign(&self, dir: &Path) -> SmResult<()> {
+        crate::foreign::refuse(&format!("SR directory {}", dir.display()), &self.foreign)
+    }
+}
+
 /// Fault 47 when `dir` holds sm content we do not handle (see [`survey`]); nothing is changed.
 pub fn refuse_sm_content(dir: &Path) -> SmResult<()> {
-    let s = survey(dir)?;
-    crate::foreign::refuse(&format!("SR directory {}", dir.display()), &s.foreign)
+    survey(dir)?.refuse_foreign(dir)
 }
 
 fn sizes(dir: &Path, found: &BTreeMap<String, Option<Found>>) -> SmResult<SrSizes> {
@@ -111,9 +123,9 @@ fn sizes(dir: &Path, found: &BTreeMap<String, Option<Found>>) -> SmResult<SrSize
 
 /// sr_scan.
 pub fn scan(cx: &Ctx<'_>, dir: &Path) -> SmResult<()> {
-    let Survey { found, foreign } = survey(dir)?;
-    crate::foreign::refuse(&format!("SR directory {}", dir.display()), &foreign)?;
-    scan::reconcile(cx, &found, sizes(dir, &found)?)
+    let s = survey(dir)?;
+    s.refuse_foreign(dir)?;
+    scan::reconcile(cx, &s.found, sizes(dir, &s.found)?)
 }
 
 /// sr_update: the SR's physical size, utilisation and virtual allocation.

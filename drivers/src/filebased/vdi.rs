@@ -78,23 +78,17 @@ pub fn require_image(cx: &Ctx<'_>, dir: &Path) -> SmResult<(PathBuf, ImageInfo)>
     Ok((path, info))
 }
 
-/// The datapath of the call's VDI: a tapdisk where blktap is installed, else qemu-nbd.
-fn datapath(cx: &Ctx<'_>, dir: &Path) -> SmResult<Datapath> {
-    let kind = serve::kind(cx.host.runner.as_ref())
-        .map_err(|e| SmError::new(SmCode::VDIUnavailable, e))?;
-    Ok(Datapath::new(
-        kind,
+/// The datapath of the call's VDI (a tapdisk where blktap is installed, else qemu-nbd) and its
+/// server on this host, if one serves it.
+fn datapath(cx: &Ctx<'_>, dir: &Path) -> SmResult<(Datapath, Option<serve::Open>)> {
+    Datapath::lookup(
+        cx.host.runner.as_ref(),
         &cx.host.paths,
         cx.sr_uuid()?.as_str(),
         cx.vdi_uuid()?.as_str(),
         &layout::image_path(dir, &location(cx)?),
-    ))
-}
-
-/// The open datapath of the call's VDI on this host, if any.
-fn open_here(cx: &Ctx<'_>, dp: &Datapath) -> SmResult<Option<serve::Open>> {
-    dp.running(cx.host.runner.as_ref())
-        .map_err(|e| SmError::new(SmCode::VDIUnavailable, e))
+    )
+    .map_err(|e| SmError::new(SmCode::VDIUnavailable, e))
 }
 
 /// Rounds a requested size up to whole 512-byte sectors and checks it against the VHD limit.
@@ -189,8 +183,7 @@ pub fn create(cx: &Ctx<'_>, dir: &Path, args: &VdiCreate) -> SmResult<VdiLocatio
 /// vdi_delete: removes the image and forgets the record. Idempotent.
 pub fn delete(cx: &Ctx<'_>, dir: &Path) -> SmResult<()> {
     cx.xapi()?;
-    let dp = datapath(cx, dir)?;
-    if let Some(r) = open_here(cx, &dp)? {
+    if let (dp, Some(r)) = datapath(cx, dir)? {
         return Err(SmError::msg(
             SmCode::VDIInUse,
             format!("attached on this host ({} pid {})", dp.kind().name(), r.pid),
@@ -213,7 +206,7 @@ pub fn delete(cx: &Ctx<'_>, dir: &Path) -> SmResult<()> {
 /// does for every VDI). In the common case activation is then only bookkeeping. Idempotent.
 pub fn attach(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<AttachInfo> {
     let (path, _) = require_image(cx, dir)?;
-    let dp = datapath(cx, dir)?;
+    let (dp, open) = datapath(cx, dir)?;
     let elsewhere = match cx.has_session() {
         true => crate::activation::active_elsewhere(cx)?,
         false => None,
@@ -222,7 +215,7 @@ pub fn attach(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<AttachInfo> 
         Some(host) => {
             tracing::info!(%host, "the VDI is active on another host: opening it at vdi_activate")
         }
-        None => start_export(cx, dir, writable)?,
+        None => open_image(cx, &dp, open.as_ref(), &path, writable)?,
     }
     tracing::info!(server = dp.kind().name(), params_nbd = %dp.uri(), "vdi_attach: datapath");
     let (o_direct, o_direct_reason) = if direct::supported(&path) {
@@ -248,16 +241,32 @@ pub fn attach(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<AttachInfo> 
 /// Opens the image: starts the tapdisk or qemu-nbd behind the `params_nbd` socket (read-only
 /// unless `writable`). Idempotent; an image open read-only cannot be re-opened writable (24).
 pub fn start_export(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<()> {
-    let dp = datapath(cx, dir)?;
-    match open_here(cx, &dp)? {
+    let (dp, open) = datapath(cx, dir)?;
+    open_image(
+        cx,
+        &dp,
+        open.as_ref(),
+        &layout::image_path(dir, &location(cx)?),
+        writable,
+    )
+}
+
+/// [`start_export`] on a datapath already looked up (`open`: its server, if any).
+fn open_image(
+    cx: &Ctx<'_>,
+    dp: &Datapath,
+    open: Option<&serve::Open>,
+    path: &Path,
+    writable: bool,
+) -> SmResult<()> {
+    match open {
         Some(r) if r.read_only && writable => Err(SmError::msg(
             SmCode::VDIInUse,
             "already open read-only on this host",
         )),
         Some(_) => Ok(()),
         None => {
-            let path = layout::image_path(dir, &location(cx)?);
-            let cache = if direct::supported(&path) {
+            let cache = if direct::supported(path) {
                 Cache::Direct
             } else {
                 Cache::Writeback
@@ -273,8 +282,8 @@ pub fn start_export(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<()> {
 
 /// Closes the image: ends its tapdisk or qemu-nbd. Idempotent.
 pub fn stop_export(cx: &Ctx<'_>, dir: &Path) -> SmResult<()> {
-    datapath(cx, dir)?
-        .stop(cx.host.runner.as_ref())
+    let (dp, open) = datapath(cx, dir)?;
+    dp.stop(cx.host.runner.as_ref(), open.as_ref())
         .map_err(|e| SmError::new(SmCode::VDIUnavailable, e))
 }
 
@@ -301,8 +310,7 @@ pub fn copy(cx: &Ctx<'_>, dir: &Path, kind: CopyKind) -> SmResult<VdiLocation> {
     let new = VdiUuid::random().to_string();
     let dst = layout::image_path(dir, &new);
     let tmp = layout::temp_path(dir, &new, "copy");
-    let dp = datapath(cx, dir)?;
-    let open = open_here(cx, &dp)?;
+    let (dp, open) = datapath(cx, dir)?;
     let runner = cx.host.runner.as_ref();
     let info = match (&open, dp.kind()) {
         // qemu-nbd holds the image's writes in its own state: read through it.
@@ -317,13 +325,12 @@ pub fn copy(cx: &Ctx<'_>, dir: &Path, kind: CopyKind) -> SmResult<VdiLocation> {
         }
         // tapdisk writes through to the file: pause its I/O while the file is copied, so the
         // copy is one point in time.
-        (Some(_), serve::Kind::Tapdisk) => dp
-            .with_paused(runner, || {
-                build_image(dir, &tmp, &dst, code, |t| {
-                    qemu_img::convert_to_new(runner, qemu_img::Source::Vhd(&src_path), t)
-                })
+        (Some(r), serve::Kind::Tapdisk) => Datapath::with_paused(runner, r, || {
+            build_image(dir, &tmp, &dst, code, |t| {
+                qemu_img::convert_to_new(runner, qemu_img::Source::Vhd(&src_path), t)
             })
-            .map_err(|e| SmError::new(code, e))??,
+        })
+        .map_err(|e| SmError::new(code, e))??,
         _ => build_image(dir, &tmp, &dst, code, |t| {
             qemu_img::convert_to_new(runner, qemu_img::Source::Vhd(&src_path), t)
         })?,
@@ -368,8 +375,7 @@ pub fn resize(cx: &Ctx<'_>, dir: &Path, new_size: u64) -> SmResult<VdiLocation> 
             format!("shrinking from {current} to {size} bytes is not supported"),
         ));
     }
-    let dp = datapath(cx, dir)?;
-    if let Some(r) = open_here(cx, &dp)? {
+    if let (dp, Some(r)) = datapath(cx, dir)? {
         return Err(SmError::msg(
             SmCode::VDIInUse,
             format!(
