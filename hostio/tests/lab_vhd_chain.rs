@@ -1,82 +1,42 @@
-//! The VHD library against the real thing, in the storage lab (run-suite shares a build of
+//! The vhd crate against the real thing, in the storage lab (run-suite shares a build of
 //! xapi-project/blktap with the guests): chains made by `vhd-util` and written through tapdisk
 //! read back through [`vhd::Chain`] exactly as tapdisk serves them, and the footer flags agree
-//! with `vhd-util query`. Run with `xapi-tests/lab/run-suite lab blktap`.
+//! with `vhd-util query`. It lives here, beside [`hostio::tapdisk`], because
+//! vhd cannot depend on hostio. Run with `xapi-tests/lab/run-suite lab blktap`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use sm_core::host::{Cmd, Runner, SystemRunner};
+use hostio::tapdisk::{self, ImageType};
+use sm_core::host::SystemRunner;
 use sm_core::testing::nbd::NbdReader;
 use sm_core::testing::run_ok as run;
 use vhd::{Chain, DiskType, Vhd};
 
 const MIB: u64 = 1 << 20;
 
-/// A tapdisk serving `image` (`vhd:` type), destroyed when dropped.
-struct Tapdisk {
-    pid: String,
-    minor: String,
-}
+/// A tapdisk serving `image` (`vhd:` type), ended when dropped.
+struct Served(tapdisk::Tapdisk);
 
-impl Tapdisk {
-    fn start(image: &Path) -> Tapdisk {
-        let args = format!("vhd:{}", image.display());
-        // tap-ctl spawns the tapdisk daemon, which may keep our stdout: captured in memory.
-        SystemRunner::new()
-            .run(
-                &Cmd::new("tap-ctl")
-                    .args(["create", "-a", &args])
-                    .timeout(Duration::from_secs(120))
-                    .daemonizes(),
-            )
-            .unwrap_or_else(|e| panic!("tap-ctl create {args}: {e}"));
-        let list = run(&["tap-ctl", "list"]);
-        let line = list
-            .lines()
-            .find(|l| l.ends_with(&args))
-            .unwrap_or_else(|| panic!("no tapdisk for {args} in {list}"));
-        let field = |k: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(k))
-                .unwrap_or_else(|| panic!("{k} in {line}"))
-                .to_string()
-        };
-        Tapdisk {
-            pid: field("pid="),
-            minor: field("minor="),
-        }
-    }
-
-    /// tapdisk's own NBD server socket, the one tapback and xapi's SXM find it by.
-    fn socket(&self) -> PathBuf {
-        PathBuf::from(format!(
-            "/run/blktap-control/nbd{}.{}",
-            self.pid, self.minor
-        ))
+impl Served {
+    fn start(image: &Path) -> Served {
+        Served(tapdisk::create(&SystemRunner::new(), ImageType::Vhd, image, false, true).unwrap())
     }
 
     fn uri(&self) -> String {
-        format!("nbd+unix:///?socket={}", self.socket().display())
+        format!("nbd+unix:///?socket={}", self.0.nbd_socket().display())
     }
 }
 
-impl Drop for Tapdisk {
+impl Drop for Served {
     fn drop(&mut self) {
-        let _ = SystemRunner::new().run(&Cmd::new("tap-ctl").args([
-            "destroy",
-            "-p",
-            &self.pid,
-            "-m",
-            &self.minor,
-        ]));
+        let _ = tapdisk::destroy(&SystemRunner::new(), &self.0);
     }
 }
 
 /// Writes `len` bytes of `byte` at `offset` of `image` through a tapdisk.
 fn write_through_tapdisk(image: &Path, byte: u8, offset: u64, len: u64) {
-    let t = Tapdisk::start(image);
+    let t = Served::start(image);
     run(&[
         "qemu-io",
         "-f",
@@ -89,8 +49,8 @@ fn write_through_tapdisk(image: &Path, byte: u8, offset: u64, len: u64) {
 
 /// The whole disk as tapdisk serves `image`, read over its NBD socket.
 fn read_through_tapdisk(image: &Path) -> Vec<u8> {
-    let t = Tapdisk::start(image);
-    let mut r = NbdReader::connect(&t.socket(), "").unwrap();
+    let t = Served::start(image);
+    let mut r = NbdReader::connect(&t.0.nbd_socket(), "").unwrap();
     r.read_all().unwrap()
 }
 
