@@ -25,6 +25,7 @@
 #![deny(clippy::disallowed_methods)]
 
 pub mod activation;
+pub mod datapath;
 pub mod ext;
 pub mod file;
 pub mod filebased;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use drivers::testing::{fault_code, uuid_of};
 use lvm_lab::{
-    MIB, Scrubbed, attached_sr, blkid, calls, fill, holds, lun_map, params, scrub, size_of,
+    MIB, Plugged, Scrubbed, attached_sr, blkid, calls, fill, holds, lun_map, params, scrub, size_of,
 };
 use sm_core::host::SystemRunner;
 use sm_core::host::block;
@@ -33,15 +33,19 @@ fn vdi_size(c: &drivers::testing::Calls, vdi: &str) -> u64 {
         .unwrap()
 }
 
-/// Attaches and activates `vdi` read-write; its device node.
-fn plug(c: &drivers::testing::Calls, vdi: &str) -> std::path::PathBuf {
-    let p = params(&c.vdi_call("vdi_attach", &["true"], vdi).unwrap());
+/// Attaches and activates `vdi` read-write; the block device a dom0 VBD would get (the LV's
+/// node, or the kernel NBD client on its tapdisk where blktap is installed).
+fn plug(c: &drivers::testing::Calls, vdi: &str) -> Plugged {
+    let info = c.vdi_call("vdi_attach", &["true"], vdi).unwrap();
     c.vdi_call("vdi_activate", &["true"], vdi).unwrap();
+    let p = Plugged::of(&info);
     assert!(p.exists(), "{} exists once active", p.display());
     p
 }
 
-fn unplug(c: &drivers::testing::Calls, vdi: &str) {
+/// Disconnects the device, then deactivates and detaches `vdi`.
+fn unplug(c: &drivers::testing::Calls, vdi: &str, p: Plugged) {
+    drop(p);
     c.vdi_call("vdi_deactivate", &[], vdi).unwrap();
     c.vdi_call("vdi_detach", &[], vdi).unwrap();
 }
@@ -83,10 +87,22 @@ fn lab_lvm_lifecycle_with_data_snapshot_clone_resize_scan() {
 
     // Pattern P1, then a snapshot while the device is held open (as by a running VM).
     let pa = plug(&c, &a);
-    assert_eq!(pa, lv_a);
+    assert!(pa.by_tapdisk() || *pa == *lv_a, "{}", pa.display());
     assert_eq!(size_of(&pa), 100 * MIB);
     fill(&pa, 0, 8 * MIB, 0x5a);
     fill(&pa, 96 * MIB, 4 * MIB, 0x5a);
+    // What the datapath wrote is in the LV, and what is written to the LV reads through it.
+    assert!(
+        holds(&lv_a, 96 * MIB, 4 * MIB, 0x5a),
+        "written through {}",
+        pa.display()
+    );
+    fill(&lv_a, 50 * MIB, MIB, 0x3c);
+    assert!(
+        holds(&pa, 50 * MIB, MIB, 0x3c),
+        "read through {}",
+        pa.display()
+    );
     let held = std::fs::File::open(&pa).unwrap();
     let s = uuid_of(&c.vdi_call("vdi_snapshot", &[], &a).unwrap());
     assert_eq!(
@@ -98,7 +114,7 @@ fn lab_lvm_lifecycle_with_data_snapshot_clone_resize_scan() {
     fill(&pa, 0, 8 * MIB, 0xa5);
     let cl = uuid_of(&c.vdi_call("vdi_clone", &[], &a).unwrap());
     drop(held);
-    unplug(&c, &a);
+    unplug(&c, &a, pa);
     assert!(!lv_a.exists(), "deactivated");
     let names = lvm_lab::lv_names(&[&dev], VG);
     assert!(
@@ -112,7 +128,7 @@ fn lab_lvm_lifecycle_with_data_snapshot_clone_resize_scan() {
     let p_off = plug(&c, &cl_off);
     assert!(holds(&p_off, 0, 8 * MIB, 0xa5));
     assert!(holds(&p_off, 96 * MIB, 4 * MIB, 0x5a));
-    unplug(&c, &cl_off);
+    unplug(&c, &cl_off, p_off);
     c.vdi_call("vdi_delete", &[], &cl_off).unwrap();
 
     let ps = plug(&c, &s);
@@ -133,8 +149,8 @@ fn lab_lvm_lifecycle_with_data_snapshot_clone_resize_scan() {
     assert!(c.xapi.vdi(&a).is_none());
     assert!(holds(&ps, 0, 8 * MIB, 0x5a));
     assert!(holds(&pc, 0, 8 * MIB, 0xa5));
-    unplug(&c, &s);
-    unplug(&c, &cl);
+    unplug(&c, &s, ps);
+    unplug(&c, &cl, pc);
 
     // Resize grows (offline), keeps the data, reports the real size.
     c.vdi_call("vdi_resize", &[&(150 * MIB + 1).to_string()], &cl)
@@ -143,7 +159,7 @@ fn lab_lvm_lifecycle_with_data_snapshot_clone_resize_scan() {
     let pc = plug(&c, &cl);
     assert_eq!(size_of(&pc), 152 * MIB);
     assert!(holds(&pc, 0, 8 * MIB, 0xa5));
-    unplug(&c, &cl);
+    unplug(&c, &cl, pc);
 
     // Scan: a forgotten record comes back, an LV made behind our back is introduced, sizes.
     let (odd_ref, _) = c.xapi.vdi(&odd).unwrap();
@@ -278,7 +294,7 @@ fn lab_lvm_refuses_devices_in_use_and_leaves_them_untouched() {
         "still recorded as active"
     );
     drop(held);
-    unplug(&c1, &v);
+    unplug(&c1, &v, p);
 
     // Not the master.
     let mut slave = calls(SR, &[&d2]);
@@ -386,7 +402,7 @@ fn lab_lvm_snapshot_overflow_is_a_clear_fault_and_leaves_nothing_behind() {
     // A VM writing all over the source while the copy runs.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
-        let (stop, pa) = (stop.clone(), pa.clone());
+        let (stop, pa) = (stop.clone(), pa.to_path_buf());
         std::thread::spawn(move || {
             let mut b = 2u8;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -409,7 +425,7 @@ fn lab_lvm_snapshot_overflow_is_a_clear_fault_and_leaves_nothing_behind() {
         2,
         "no record for the failed clone"
     );
-    unplug(&c, &a);
+    unplug(&c, &a, pa);
     for v in [&a, &f] {
         c.vdi_call("vdi_delete", &[], v).unwrap();
     }

@@ -1,7 +1,8 @@
 //! One VDI image's datapath on this host, as `vdi_attach` hands it to xapi in `params_nbd`: a
 //! tapdisk where blktap is installed (what every XCP-ng host plugs: tapback, live storage
-//! migration and delta exports need one), else a qemu-nbd export ([`crate::nbd`]) on plain
-//! Linux (`research/datapath.md` §5).
+//! migration and delta exports need one; `vhd:` for VHD files, `aio:` for raw block devices),
+//! else on plain Linux a qemu-nbd export ([`crate::nbd`]) of a VHD file, or the block device
+//! itself in `params` (`research/datapath.md` §5).
 //!
 //! With a tapdisk the URI is sm's: `nbd:unix:/run/blktap-control/nbd/<sr>/<vdi>:exportname=<vdi>`,
 //! the link resolving to the tapdisk's own socket `/run/blktap-control/nbd<pid>.<minor>`, the
@@ -25,8 +26,10 @@ pub const TAP_LINK_DIR: &str = "/run/blktap-control/nbd";
 pub enum Kind {
     /// blktap's tapdisk (tap-ctl is installed).
     Tapdisk,
-    /// qemu-nbd (no blktap on this host).
+    /// qemu-nbd (no blktap on this host; VHD files).
     QemuNbd,
+    /// No server: the block device itself (no blktap on this host; raw devices).
+    Device,
 }
 
 impl Kind {
@@ -35,6 +38,7 @@ impl Kind {
         match self {
             Kind::Tapdisk => "tapdisk",
             Kind::QemuNbd => "qemu-nbd",
+            Kind::Device => "block device",
         }
     }
 }
@@ -48,6 +52,9 @@ pub enum ServeError {
     /// qemu-nbd failed.
     #[error(transparent)]
     Nbd(#[from] NbdError),
+    /// A block device is used as it is: there is no server to start.
+    #[error("{0} is used as a block device: no server to start")]
+    NoServer(PathBuf),
     /// A link or state file could not be made or removed.
     #[error("cannot update {path}")]
     Io {
@@ -79,11 +86,17 @@ pub struct Open {
 pub struct Datapath {
     kind: Kind,
     vdi: String,
+    ty: ImageType,
     image: PathBuf,
     link: PathBuf,
     read_only_mark: PathBuf,
+    proc_net_unix: PathBuf,
     export: Export,
 }
+
+/// How long a client that just disconnected may still be listed (tapdisk closes its end of
+/// the connection from its event loop).
+const CLIENT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
     move |source| ServeError::Io {
@@ -101,30 +114,36 @@ fn remove_if_there(p: &Path) -> Result<(), ServeError> {
 }
 
 impl Datapath {
-    /// The datapath of `image`, VDI `vdi` of SR `sr`, and the server serving it if one is, from
-    /// one `tap-ctl list`: a host where tap-ctl runs uses tapdisk, one without it qemu-nbd.
+    /// The datapath of `image` (a `ty` image), VDI `vdi` of SR `sr`, and the server serving it
+    /// if one is, from one `tap-ctl list`: a host where tap-ctl runs uses tapdisk, one without
+    /// it qemu-nbd for a VHD file and the device itself for a raw device.
     pub fn lookup(
         runner: &dyn Runner,
         paths: &Paths,
         sr: &str,
         vdi: &str,
+        ty: ImageType,
         image: &Path,
     ) -> Result<(Datapath, Option<Open>), ServeError> {
         let (kind, tapdisks) = match tapdisk::list(runner) {
             Ok(l) => (Kind::Tapdisk, l),
-            Err(TapError::Run(RunError::NotFound { .. })) => (Kind::QemuNbd, Vec::new()),
+            Err(TapError::Run(RunError::NotFound { .. })) => match ty {
+                ImageType::Vhd => (Kind::QemuNbd, Vec::new()),
+                ImageType::Aio => (Kind::Device, Vec::new()),
+            },
             Err(e) => return Err(e.into()),
         };
-        let dp = Datapath::new(kind, paths, sr, vdi, image);
+        let dp = Datapath::new(kind, paths, sr, vdi, ty, image);
         let open = match kind {
             Kind::Tapdisk => tapdisks
                 .into_iter()
                 .find(|t| {
                     t.image
                         .as_ref()
-                        .is_some_and(|(ty, p)| *ty == ImageType::Vhd && p == image)
+                        .is_some_and(|(tt, p)| *tt == ty && p == image)
                 })
                 .map(|t| dp.open_of(t, dp.read_only_mark.exists())),
+            Kind::Device => None,
             Kind::QemuNbd => dp.export.running().map(|r| Open {
                 pid: u32::try_from(r.pid).unwrap_or(0),
                 read_only: r.read_only,
@@ -136,11 +155,19 @@ impl Datapath {
         Ok((dp, open))
     }
 
-    /// The datapath of `image`, VDI `vdi` of SR `sr`, served by `kind`.
-    pub fn new(kind: Kind, paths: &Paths, sr: &str, vdi: &str, image: &Path) -> Datapath {
+    /// The datapath of `image` (a `ty` image), VDI `vdi` of SR `sr`, served by `kind`.
+    pub fn new(
+        kind: Kind,
+        paths: &Paths,
+        sr: &str,
+        vdi: &str,
+        ty: ImageType,
+        image: &Path,
+    ) -> Datapath {
         Datapath {
             kind,
             vdi: vdi.to_string(),
+            ty,
             image: image.to_path_buf(),
             link: paths.host(TAP_LINK_DIR).join(sr).join(vdi),
             read_only_mark: paths
@@ -148,6 +175,7 @@ impl Datapath {
                 .join("tap")
                 .join(sr)
                 .join(format!("{vdi}.ro")),
+            proc_net_unix: paths.host("/proc/net/unix"),
             export: Export::new(paths, sr, vdi),
         }
     }
@@ -167,11 +195,23 @@ impl Datapath {
         self.kind
     }
 
-    /// What xapi connects to: `nbd:unix:<socket or link>:exportname=<vdi>`.
+    /// What xapi connects to, the attach result's `params_nbd`:
+    /// `nbd:unix:<socket or link>:exportname=<vdi>`, or "" for a block device used as it is
+    /// (what sm returns for a VDI without a tapdisk).
     pub fn uri(&self) -> String {
         match self.kind {
             Kind::Tapdisk => format!("nbd:unix:{}:exportname={}", self.link.display(), self.vdi),
             Kind::QemuNbd => self.export.uri(),
+            Kind::Device => String::new(),
+        }
+    }
+
+    /// The attach result's `params`: the block device when it is used as it is, else none (a
+    /// tapdisk is found by its NBD socket, which XCP-ng 8.3's tapback and blktap 4 accept).
+    pub fn params(&self) -> Option<String> {
+        match self.kind {
+            Kind::Device => Some(self.image.display().to_string()),
+            Kind::Tapdisk | Kind::QemuNbd => None,
         }
     }
 
@@ -183,6 +223,7 @@ impl Datapath {
         cache: Cache,
     ) -> Result<Open, ServeError> {
         match self.kind {
+            Kind::Device => Err(ServeError::NoServer(self.image.clone())),
             Kind::QemuNbd => {
                 let r = self.export.start(runner, &self.image, read_only, cache)?;
                 Ok(Open {
@@ -196,7 +237,7 @@ impl Datapath {
             Kind::Tapdisk => {
                 let t = tapdisk::create(
                     runner,
-                    ImageType::Vhd,
+                    self.ty,
                     &self.image,
                     read_only,
                     cache == Cache::Direct,
@@ -228,10 +269,31 @@ impl Datapath {
         }
     }
 
+    /// How many NBD clients `open`'s tapdisk still serves (a kernel NBD device, qemu, a copy),
+    /// after giving one that just disconnected [`CLIENT_GRACE`] to be closed by the tapdisk.
+    /// Ending the tapdisk under a client fails its I/O, so callers refuse then (fault 24).
+    /// 0 for a datapath without a tapdisk, and where `/proc/net/unix` cannot be read.
+    pub fn clients(&self, open: Option<&Open>) -> usize {
+        let Some(t) = open.and_then(|o| o.tapdisk.as_ref()) else {
+            return 0;
+        };
+        let deadline = std::time::Instant::now() + CLIENT_GRACE;
+        loop {
+            let n = std::fs::read_to_string(&self.proc_net_unix)
+                .map(|text| tapdisk::nbd_clients(&text, t))
+                .unwrap_or(0);
+            if n == 0 || std::time::Instant::now() >= deadline {
+                return n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Closes the image (`open`, as looked up) and removes what [`Datapath::start`] made.
     /// Idempotent.
     pub fn stop(&self, runner: &dyn Runner, open: Option<&Open>) -> Result<(), ServeError> {
         match self.kind {
+            Kind::Device => Ok(()),
             Kind::QemuNbd => Ok(self.export.stop()?),
             Kind::Tapdisk => {
                 if let Some(t) = open.and_then(|o| o.tapdisk.as_ref()) {
@@ -293,7 +355,8 @@ mod tests {
         let paths = Paths::new(d.path());
         let fake = FakeRunner::new();
         fake.on(&["tap-ctl", "list"], 0, LIST, "");
-        let (dp, open) = Datapath::lookup(&fake, &paths, "s", "v", Path::new(IMAGE)).unwrap();
+        let (dp, open) =
+            Datapath::lookup(&fake, &paths, "s", "v", ImageType::Vhd, Path::new(IMAGE)).unwrap();
         assert_eq!(fake.calls().len(), 1, "one tap-ctl list");
         assert_eq!(dp.kind(), Kind::Tapdisk);
         assert_eq!(
@@ -307,8 +370,15 @@ mod tests {
         assert_eq!((open.pid, open.read_only), (77, false));
         assert_eq!(open.socket, Path::new("/run/blktap-control/nbd77.2"));
         fake.on(&["tap-ctl", "list"], 0, "", "");
-        let (_, closed) =
-            Datapath::lookup(&fake, &paths, "s", "w", Path::new("/srv/sr/w.vhd")).unwrap();
+        let (_, closed) = Datapath::lookup(
+            &fake,
+            &paths,
+            "s",
+            "w",
+            ImageType::Vhd,
+            Path::new("/srv/sr/w.vhd"),
+        )
+        .unwrap();
         assert_eq!(closed, None);
     }
 
@@ -317,7 +387,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let paths = Paths::new(d.path());
         let fake = FakeRunner::new();
-        let dp = Datapath::new(Kind::Tapdisk, &paths, "s", "v", Path::new(IMAGE));
+        let dp = Datapath::new(
+            Kind::Tapdisk,
+            &paths,
+            "s",
+            "v",
+            ImageType::Vhd,
+            Path::new(IMAGE),
+        );
         fake.on(&["tap-ctl", "list"], 0, LIST, "");
         let open = dp.start(&fake, true, Cache::Direct).unwrap();
         assert!(open.read_only);
@@ -333,7 +410,8 @@ mod tests {
         );
         assert!(create.contains(&"-R".to_string()) && !create.contains(&"-D".to_string()));
         fake.on(&["tap-ctl", "list"], 0, LIST, "");
-        let (dp, open) = Datapath::lookup(&fake, &paths, "s", "v", Path::new(IMAGE)).unwrap();
+        let (dp, open) =
+            Datapath::lookup(&fake, &paths, "s", "v", ImageType::Vhd, Path::new(IMAGE)).unwrap();
         assert!(open.as_ref().unwrap().read_only, "the mark says read-only");
         let before = fake.calls().len();
         dp.stop(&fake, open.as_ref()).unwrap();
@@ -357,9 +435,69 @@ mod tests {
             }
         }
         let d = tempfile::tempdir().unwrap();
-        let (dp, open) =
-            Datapath::lookup(&NoTapCtl, &Paths::new(d.path()), "s", "v", Path::new(IMAGE)).unwrap();
+        let paths = Paths::new(d.path());
+        let (dp, open) = Datapath::lookup(
+            &NoTapCtl,
+            &paths,
+            "s",
+            "v",
+            ImageType::Vhd,
+            Path::new(IMAGE),
+        )
+        .unwrap();
         assert_eq!((dp.kind(), open), (Kind::QemuNbd, None));
         assert!(dp.uri().contains("/run/sm-rs/nbd/v.sock"), "{}", dp.uri());
+        assert_eq!(dp.params(), None);
+        let lv = Path::new("/dev/VG_XenStorage-s/LV-v");
+        let (dp, open) = Datapath::lookup(&NoTapCtl, &paths, "s", "v", ImageType::Aio, lv).unwrap();
+        assert_eq!((dp.kind(), open), (Kind::Device, None));
+        assert_eq!(
+            (dp.uri(), dp.params()),
+            (String::new(), Some(lv.display().to_string()))
+        );
+        assert!(matches!(
+            dp.start(&NoTapCtl, false, Cache::Direct),
+            Err(ServeError::NoServer(_))
+        ));
+        dp.stop(&NoTapCtl, None).unwrap();
+    }
+
+    #[test]
+    fn a_raw_device_is_served_by_aio_and_found_as_aio_only() {
+        let d = tempfile::tempdir().unwrap();
+        let paths = Paths::new(d.path());
+        let fake = FakeRunner::new();
+        let lv = Path::new("/dev/VG_XenStorage-s/LV-v");
+        fake.on(
+            &["tap-ctl", "list"],
+            0,
+            "pid=9 minor=1 state=0 args=vhd:/dev/VG_XenStorage-s/LV-v\n",
+            "",
+        );
+        let (dp, open) = Datapath::lookup(&fake, &paths, "s", "v", ImageType::Aio, lv).unwrap();
+        assert_eq!(
+            (dp.kind(), open),
+            (Kind::Tapdisk, None),
+            "a vhd: tapdisk is not ours"
+        );
+        fake.on(
+            &["tap-ctl", "list"],
+            0,
+            "pid=9 minor=1 state=0 args=aio:/dev/VG_XenStorage-s/LV-v\n",
+            "",
+        );
+        let open = dp.start(&fake, false, Cache::Direct).unwrap();
+        assert_eq!(
+            fake.calls()[1][..4],
+            ["tap-ctl", "create", "-a", "aio:/dev/VG_XenStorage-s/LV-v"]
+        );
+        assert_eq!(open.socket, Path::new("/run/blktap-control/nbd9.1"));
+        assert_eq!(dp.params(), None);
+        assert!(
+            dp.uri()
+                .ends_with("/run/blktap-control/nbd/s/v:exportname=v"),
+            "{}",
+            dp.uri()
+        );
     }
 }

@@ -82,6 +82,21 @@ impl Tapdisk {
     }
 }
 
+/// How many clients are connected to `t`'s NBD server, from the text of `/proc/net/unix`: a
+/// connection the server accepted is listed with the listening socket's path and state 03
+/// (connected); the listening socket itself is in state 01.
+pub fn nbd_clients(proc_net_unix: &str, t: &Tapdisk) -> usize {
+    let socket = t.nbd_socket();
+    proc_net_unix
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 8 && f[5] == "03" && Path::new(f[7]) == socket
+        })
+        .count()
+}
+
 /// Parses `tap-ctl list`: one line per tapdisk or allocated minor,
 /// `pid=<n> minor=<n> state=<x> args=<type>:<path>`; tap-ctl leaves out `pid=` of a minor with
 /// no tapdisk, `minor=` of a tapdisk not attached to one, and `args=` of a tapdisk with no image
@@ -192,6 +207,22 @@ pub fn unpause(runner: &dyn Runner, t: &Tapdisk) -> Result<(), TapError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nbd_clients_are_the_connected_sockets_on_the_tapdisk_s_path() {
+        let t = Tapdisk {
+            pid: 77,
+            minor: 2,
+            image: None,
+        };
+        let text = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 30001 /run/blktap-control/nbd77.2\n\
+            0000000000000000: 00000003 00000000 00000000 0001 03 30002 /run/blktap-control/nbd77.2\n\
+            0000000000000000: 00000003 00000000 00000000 0001 03 30003 /run/blktap-control/nbd77.20\n\
+            0000000000000000: 00000003 00000000 00000000 0001 03 30004\n";
+        assert_eq!(nbd_clients(text, &t), 1);
+        assert_eq!(nbd_clients("Num RefCount\n", &t), 0);
+    }
 
     #[test]
     fn list_lines_read_as_tap_ctl_prints_them() {

@@ -1,5 +1,6 @@
 //! The SMAPI spec's appendix test script with `SR_TYPE=xsmlvm`, as written (only `DEV=`
-//! substituted), on a LUN of the lab array: the emulator runs in guest A with the real plugins
+//! substituted), on a LUN of the lab array, and on `xsmfile` and `xsmext`, each VDI served by a
+//! tapdisk (blktap is in the lab guest): the emulator runs in guest A with the real plugins
 //! installed by install.sh, our `xe` on PATH; every `xe` exit status is checked and the trace
 //! is checked against appendix A. Run with `xapi-tests/lab/run-suite lab appendix`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -91,6 +92,14 @@ fn lab_appendix_script_on_lvm() {
             .join("\n")
     );
     assert_eq!(out.run.xe.len(), 50, "every xe command of run_ops ran once");
+    let served: Vec<&str> = smlog
+        .lines()
+        .filter(|l| l.contains("vdi_attach: datapath"))
+        .collect();
+    assert!(
+        !served.is_empty() && served.iter().all(|l| l.contains("tapdisk")),
+        "every VDI through tapdisk: {served:#?}"
+    );
     assert!(
         out.run.stdout.starts_with("---START on xsmlvm---\n"),
         "{}",
@@ -112,4 +121,71 @@ fn lab_appendix_script_on_lvm() {
         "{}",
         out.summary
     );
+}
+
+/// The script on `xsmfile` (a directory) and `xsmext` (a LUN of the lab array) with blktap in the
+/// guest: every VDI is served by a tapdisk, and the emulator plugs VM disks only when the
+/// result passes tapback's rule (`storage::backend`).
+#[test]
+#[ignore = "lab"]
+fn lab_appendix_script_on_file_and_ext_through_tapdisk() {
+    let Some(lab) = Lab::from_env() else { return };
+    let dev = lab.host_a_lun(5).unwrap().map.clone().unwrap();
+    scrub(&dev);
+    let d = tempfile::tempdir_in("/var/tmp").unwrap();
+    let setup = Setup {
+        repo: common::repo(),
+        bin_dir: common::bin_dir(),
+        plugin_dir: common::install(d.path()),
+        real_sleep: false,
+    };
+    let variants = [
+        (
+            "file",
+            "xsmfile",
+            Variant::File {
+                location: d.path().join("filesr"),
+            },
+        ),
+        (
+            "ext",
+            "xsmext",
+            Variant::Block {
+                device: dev.display().to_string(),
+                types: vec!["xsmext".into()],
+            },
+        ),
+    ];
+    for (dir, ty, variant) in variants {
+        let out = appendix::run_variant(&setup, &d.path().join(dir), &variant);
+        if ty == "xsmext" {
+            scrub(&dev);
+        }
+        let out = out.unwrap();
+        let smlog = std::fs::read_to_string(
+            d.path()
+                .join(dir)
+                .join("state")
+                .join(format!("SMlog.{}", xapi_tests::config::local_hostname())),
+        )
+        .unwrap_or_default();
+        assert!(
+            out.passed(),
+            "{ty}: {}\nproblems: {:#?}\nscript stdout:\n{}\nscript stderr:\n{}",
+            out.summary,
+            out.problems,
+            out.run.stdout,
+            out.run.stderr,
+        );
+        assert!(out.run.stdout.contains(&format!("---FINISH on {ty}---")));
+        let served: Vec<&str> = smlog
+            .lines()
+            .filter(|l| l.contains("vdi_attach: datapath"))
+            .collect();
+        assert!(!served.is_empty(), "{ty}: no attach logged");
+        assert!(
+            served.iter().all(|l| l.contains("tapdisk")),
+            "{ty}: every VDI through tapdisk: {served:#?}"
+        );
+    }
 }

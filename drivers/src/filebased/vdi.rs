@@ -34,6 +34,7 @@ use sm_core::xenapi::VdiIntroduce;
 use hostio::direct;
 use hostio::nbd::Cache;
 use hostio::serve::{self, Datapath};
+use hostio::tapdisk::ImageType;
 use hostio::vhd::{self, ImageInfo, VhdError, qemu_img};
 
 use super::layout;
@@ -78,6 +79,20 @@ pub fn require_image(cx: &Ctx<'_>, dir: &Path) -> SmResult<(PathBuf, ImageInfo)>
     Ok((path, info))
 }
 
+/// Refuses `what` (fault `code`) on a differencing image: qemu-img reads a VHD without its
+/// parents, so a copy or a resize through it would change what the disk holds.
+fn refuse_chain(info: &ImageInfo, what: &str, code: SmCode) -> SmResult<()> {
+    if info.footer.disk_type == vhd::DiskType::Differencing {
+        return Err(SmError::msg(
+            code,
+            format!(
+                "{what} of a VHD snapshot chain's leaf is not supported yet (sm's GC coalesces chains; its data is in its parents)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The datapath of the call's VDI (a tapdisk where blktap is installed, else qemu-nbd) and its
 /// server on this host, if one serves it.
 fn datapath(cx: &Ctx<'_>, dir: &Path) -> SmResult<(Datapath, Option<serve::Open>)> {
@@ -86,6 +101,7 @@ fn datapath(cx: &Ctx<'_>, dir: &Path) -> SmResult<(Datapath, Option<serve::Open>
         &cx.host.paths,
         cx.sr_uuid()?.as_str(),
         cx.vdi_uuid()?.as_str(),
+        ImageType::Vhd,
         &layout::image_path(dir, &location(cx)?),
     )
     .map_err(|e| SmError::new(SmCode::VDIUnavailable, e))
@@ -205,8 +221,17 @@ pub fn delete(cx: &Ctx<'_>, dir: &Path) -> SmResult<()> {
 /// that case vdi_activate opens it, after the source's vdi_deactivate closed it (what blktap
 /// does for every VDI). In the common case activation is then only bookkeeping. Idempotent.
 pub fn attach(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<AttachInfo> {
-    let (path, _) = require_image(cx, dir)?;
+    let (path, info) = require_image(cx, dir)?;
     let (dp, open) = datapath(cx, dir)?;
+    if info.footer.disk_type == vhd::DiskType::Differencing && dp.kind() != serve::Kind::Tapdisk {
+        return Err(SmError::msg(
+            SmCode::VDIUnavailable,
+            format!(
+                "a differencing VHD is served only by tapdisk, which reads its parents; {} would show the leaf alone",
+                dp.kind().name()
+            ),
+        ));
+    }
     let elsewhere = match cx.has_session() {
         true => crate::activation::active_elsewhere(cx)?,
         false => None,
@@ -283,6 +308,7 @@ fn open_image(
 /// Closes the image: ends its tapdisk or qemu-nbd. Idempotent.
 pub fn stop_export(cx: &Ctx<'_>, dir: &Path) -> SmResult<()> {
     let (dp, open) = datapath(cx, dir)?;
+    crate::datapath::refuse_if_served(&dp, open.as_ref())?;
     dp.stop(cx.host.runner.as_ref(), open.as_ref())
         .map_err(|e| SmError::new(SmCode::VDIUnavailable, e))
 }
@@ -300,7 +326,8 @@ pub fn copy(cx: &Ctx<'_>, dir: &Path, kind: CopyKind) -> SmResult<VdiLocation> {
         CopyKind::Snapshot => SmCode::VDISnapshot,
         CopyKind::Clone => SmCode::VDIClone,
     };
-    let (src_path, _) = require_image(cx, dir)?;
+    let (src_path, src_info) = require_image(cx, dir)?;
+    refuse_chain(&src_info, "a copy", code)?;
     let x = cx.xapi()?;
     let sr_ref = cx.sr_ref()?;
     let src_ref = vdi_ref(cx)?;
@@ -367,6 +394,7 @@ pub fn resize(cx: &Ctx<'_>, dir: &Path, new_size: u64) -> SmResult<VdiLocation> 
     let size = checked_size(new_size)?;
     let loc = location(cx)?;
     let (path, info) = require_image(cx, dir)?;
+    refuse_chain(&info, "resizing", SmCode::VDISize)?;
     let current = info.footer.current_size;
     let uuid = cx.vdi_uuid()?.to_string();
     if size < current {

@@ -40,7 +40,15 @@ fn lv(loc: &str) -> String {
     format!("LV-{loc}")
 }
 
+/// A host without blktap (the LV's device node is the datapath).
 fn env() -> (Arc<FakeRunner>, Calls) {
+    let (fake, calls) = env_with_tapdisk();
+    fake.without("tap-ctl");
+    (fake, calls)
+}
+
+/// A host with blktap's tap-ctl.
+fn env_with_tapdisk() -> (Arc<FakeRunner>, Calls) {
     let fake = Arc::new(FakeRunner::new());
     let calls = Calls::new(
         &crate::lvm::DRIVER,
@@ -239,6 +247,104 @@ fn attach_returns_the_lv_node_and_activate_records_then_activates() {
         !calls
             .xapi
             .vdi_sm_config(B)
+            .contains_key("host_OpaqueRef:host-a")
+    );
+}
+
+#[test]
+fn with_blktap_activate_serves_the_lv_by_tapdisk_and_deactivate_ends_it_first() {
+    let (fake, calls) = env_with_tapdisk();
+    record(&calls, A, EXT);
+    let node = format!("/dev/{VG}/{}", lv(A));
+    on_report(&fake, &report(50, &[(&lv(A), EXT, "-wi-------", "")]));
+    fake.on(&["tap-ctl", "list"], 0, "", "");
+    let info = calls.vdi_call("vdi_attach", &["true"], A).unwrap();
+    let m = info.as_struct().unwrap();
+    assert!(!m.contains_key("params"), "{m:?}");
+    assert!(
+        m["params_nbd"]
+            .to_text()
+            .ends_with(&format!("/run/blktap-control/nbd/{SR}/{A}:exportname={A}")),
+        "{m:?}"
+    );
+    let listed = format!("pid=41 minor=3 state=0 args=aio:{node}\n");
+    fake.on(&["tap-ctl", "list"], 0, "", "");
+    fake.on(&["tap-ctl", "list"], 0, &listed, "");
+    calls.vdi_call("vdi_activate", &["false"], A).unwrap();
+    let tap: Vec<Vec<String>> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c[0] == "tap-ctl" || (c[0] == "lvm" && c[1] == "lvchange"))
+        .collect();
+    let lvchange = tap.iter().position(|c| c[0] == "lvm").unwrap();
+    let create = tap.iter().position(|c| c[1] == "create").unwrap();
+    assert!(
+        lvchange < create,
+        "the LV is active before tapdisk opens it: {tap:?}"
+    );
+    assert_eq!(
+        tap[create][..4],
+        ["tap-ctl", "create", "-a", &format!("aio:{node}")]
+    );
+    assert!(
+        tap[create].contains(&"-R".to_string()),
+        "read-only: {:?}",
+        tap[create]
+    );
+    let link = calls
+        .host
+        .paths
+        .host("/run/blktap-control/nbd")
+        .join(SR)
+        .join(A);
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        std::path::Path::new("/run/blktap-control/nbd41.3")
+    );
+    // Read-only open: a writable activation on this host is refused before anything changes.
+    fake.on(&["tap-ctl", "list"], 0, &listed, "");
+    let before = fake.calls().len();
+    assert_eq!(fault_code(calls.vdi_call("vdi_activate", &["true"], A)), 24);
+    assert_eq!(
+        fake.calls().len(),
+        before + 1,
+        "{:?}",
+        &fake.calls()[before..]
+    );
+    fake.on(&["tap-ctl", "list"], 0, &listed, "");
+    let before = fake.calls().len();
+    calls.vdi_call("vdi_deactivate", &[], A).unwrap();
+    let after: Vec<String> = fake.calls()[before..]
+        .iter()
+        .map(|c| c[..2].join(" "))
+        .collect();
+    assert_eq!(after, ["tap-ctl list", "tap-ctl destroy", "lvm lvchange"]);
+    assert!(
+        std::fs::symlink_metadata(&link).is_err(),
+        "the link is gone"
+    );
+    assert!(
+        !calls
+            .xapi
+            .vdi_sm_config(A)
+            .contains_key("host_OpaqueRef:host-a")
+    );
+}
+
+#[test]
+fn with_blktap_a_tapdisk_that_fails_to_start_leaves_the_lv_inactive_and_no_record() {
+    let (fake, calls) = env_with_tapdisk();
+    record(&calls, A, EXT);
+    fake.on(&["tap-ctl", "list"], 0, "", "");
+    fake.on(&["tap-ctl", "create"], 1, "", "tap-ctl: open failed: -5");
+    assert_eq!(fault_code(calls.vdi_call("vdi_activate", &["true"], A)), 46);
+    let lvchange = find(&fake, "lvchange");
+    assert_eq!(lvchange.len(), 2, "{lvchange:?}");
+    assert!(lvchange[0].contains(&"-ay".to_string()) && lvchange[1].contains(&"-an".to_string()));
+    assert!(
+        !calls
+            .xapi
+            .vdi_sm_config(A)
             .contains_key("host_OpaqueRef:host-a")
     );
 }

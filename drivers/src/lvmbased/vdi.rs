@@ -5,14 +5,16 @@
 //!   `LV-<uuid>` zeroed at its start (no stale partition table or filesystem signature of an
 //!   earlier VDI shows through) and leaves it inactive, then introduces the record; if that
 //!   fails the LV is removed again.
-//! - **vdi_attach** returns the LV's device node as `params` (`params_nbd` is "", as sm returns
-//!   for `phy` VDIs); the node exists once vdi_activate activated the LV. **vdi_detach** has
-//!   nothing to undo.
+//! - **vdi_attach** returns where the VDI will be served once vdi_activate activated the LV:
+//!   where blktap is installed, sm's `params_nbd` link to the tapdisk's NBD socket (no
+//!   `params`), else the LV's device node as `params` (`params_nbd` is "", as sm returns for
+//!   `phy` VDIs). **vdi_detach** has nothing to undo.
 //! - **vdi_activate** records this host in the VDI's sm_config (refusing a conflicting use by
-//!   another host, fault 24) and activates the LV (`lvchange -ay`); if activation fails the
-//!   record is removed again. **vdi_deactivate** deactivates the LV first and refuses while it
-//!   is open (fault 24: a device still in use keeps its mapping and its record), then removes
-//!   the record.
+//!   another host, fault 24), activates the LV (`lvchange -ay`) and starts a tapdisk `aio:` on
+//!   it where blktap is installed; if a step fails the earlier ones are undone.
+//!   **vdi_deactivate** ends the tapdisk, deactivates the LV and refuses while it is still open
+//!   (fault 24: a device still in use keeps its mapping and its record), then removes the
+//!   record.
 //! - **vdi_resize** grows only (79 VDISize for a smaller size), rounded up to extents, checked
 //!   against the free space (44).
 //! - **vdi_delete** refuses an open LV (24), removes the LV and forgets the record; idempotent.
@@ -28,8 +30,13 @@ use sm_core::lvm::{Failure, Lv, LvCreate, LvmError, LvmOp, Vg};
 use sm_core::response::{AttachInfo, VdiLocation};
 use sm_core::xenapi::VdiIntroduce;
 
+use hostio::nbd::Cache;
+use hostio::serve::{Datapath, Kind, Open};
+use hostio::tapdisk::ImageType;
+
 use super::{SrVg, layout};
 use crate::activation;
+use crate::datapath;
 use crate::static_vdi;
 use crate::vdi_record::{
     check_xml_legal, forget, introduce_args, new_vdi_uuid, sm_config_with, sr_ref_without, vdi_ref,
@@ -178,12 +185,34 @@ fn attach_info(sr: &SrVg<'_>, loc: &VdiUuid) -> AttachInfo {
     }
 }
 
-/// vdi_attach: the LV's device node (checked to exist in the VG).
+/// The datapath of the LV of `loc` (a tapdisk `aio:` on its device node where blktap is
+/// installed, else the node itself) and the tapdisk serving it, if one does.
+fn datapath(cx: &Ctx<'_>, sr: &SrVg<'_>, loc: &VdiUuid) -> SmResult<(Datapath, Option<Open>)> {
+    Datapath::lookup(
+        cx.host.runner.as_ref(),
+        &cx.host.paths,
+        cx.sr_uuid()?.as_str(),
+        cx.vdi_uuid()?.as_str(),
+        ImageType::Aio,
+        &sr.lv_path(&layout::lv_name(loc)),
+    )
+    .map_err(|e| SmError::new(SmCode::VDIUnavailable, e))
+}
+
+/// vdi_attach: where the VDI will be once vdi_activate activated its LV (checked to exist in
+/// the VG): the `params_nbd` link to its tapdisk where blktap is installed, else the LV's
+/// device node in `params`.
 pub fn attach(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<AttachInfo> {
     let loc = location(cx)?;
     let vg = sr.require()?;
     require_lv(sr, &vg, &loc)?;
-    Ok(attach_info(sr, &loc))
+    let (dp, _) = datapath(cx, sr, &loc)?;
+    tracing::info!(server = dp.kind().name(), params_nbd = %dp.uri(), "vdi_attach: datapath");
+    Ok(AttachInfo {
+        params: dp.params(),
+        params_nbd: dp.uri(),
+        ..attach_info(sr, &loc)
+    })
 }
 
 /// vdi_detach: nothing to undo (activation is vdi_activate's).
@@ -191,10 +220,32 @@ pub fn detach(cx: &Ctx<'_>) -> SmResult<()> {
     location(cx).map(|_| ())
 }
 
-/// vdi_activate.
+/// Deactivates the LV and removes the activation record after a failed activation.
+fn undo_activation(cx: &Ctx<'_>, sr: &SrVg<'_>, lv: &str, record: bool) {
+    if let Err(undo) = sr.lvm.lv_activate(&sr.name, lv, false) {
+        tracing::warn!(
+            lv,
+            "cannot deactivate the LV after a failed activation: {undo}"
+        );
+    }
+    if record && let Err(undo) = activation::deactivate(cx) {
+        tracing::warn!("cannot undo the activation record after a failed activation: {undo}");
+    }
+}
+
+/// vdi_activate: the activation record, the LV active, and its tapdisk started (read-only
+/// unless `writable`) where blktap is installed. A VDI open read-only on this host is not
+/// re-opened writable (24).
 pub fn activate(cx: &Ctx<'_>, sr: &SrVg<'_>, writable: bool) -> SmResult<()> {
     let loc = location(cx)?;
     let lv = layout::lv_name(&loc);
+    let (dp, open) = datapath(cx, sr, &loc)?;
+    if open.as_ref().is_some_and(|o| o.read_only && writable) {
+        return Err(SmError::msg(
+            SmCode::VDIInUse,
+            "already open read-only on this host",
+        ));
+    }
     let record = cx.has_session();
     if record {
         activation::activate(cx, writable)?;
@@ -205,13 +256,28 @@ pub fn activate(cx: &Ctx<'_>, sr: &SrVg<'_>, writable: bool) -> SmResult<()> {
         }
         return Err(lv_error(sr, &loc, e));
     }
+    if dp.kind() == Kind::Tapdisk && open.is_none() {
+        match dp.start(cx.host.runner.as_ref(), !writable, Cache::Direct) {
+            Ok(o) => tracing::info!(pid = o.pid, socket = %o.socket.display(), "tapdisk started"),
+            Err(e) => {
+                undo_activation(cx, sr, &lv, record);
+                return Err(SmError::new(SmCode::VDIUnavailable, e));
+            }
+        }
+    }
     Ok(())
 }
 
-/// vdi_deactivate.
+/// vdi_deactivate: refused while the tapdisk has clients (24); the tapdisk ended (if one serves
+/// the LV), the LV deactivated (refused while
+/// something else still holds it open, fault 24), then the activation record removed.
 pub fn deactivate(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
     let loc = location(cx)?;
     let lv = layout::lv_name(&loc);
+    let (dp, open) = datapath(cx, sr, &loc)?;
+    datapath::refuse_if_served(&dp, open.as_ref())?;
+    dp.stop(cx.host.runner.as_ref(), open.as_ref())
+        .map_err(|e| SmError::new(SmCode::VDIUnavailable, e))?;
     match sr.lvm.lv_activate(&sr.name, &lv, false) {
         Ok(()) => {}
         Err(e) if e.is_not_found() => {

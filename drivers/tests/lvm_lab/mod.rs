@@ -10,6 +10,7 @@ use std::sync::Arc;
 use drivers::testing::Calls;
 use sm_core::host::{Cmd, Runner, SystemRunner};
 use sm_core::lvm::{Lvm, LvmOptions};
+use sm_core::testing::nbd::{self, KernelNbd};
 use sm_core::xmlrpc::Value;
 use xapi_tests::lab::Lab;
 
@@ -120,6 +121,65 @@ pub fn attached_sr(sr: &str, devs: &[&Path]) -> (Scrubbed, Calls) {
 /// The `params` of a vdi_attach result.
 pub fn params(v: &Value) -> PathBuf {
     PathBuf::from(v.as_struct().unwrap()["params"].to_text())
+}
+
+/// An activated VDI as a block device, the way a dom0 VBD gets it: `params` when the attach
+/// result has one, else the kernel NBD client on `params_nbd` (a tapdisk's export, whose
+/// socket must be the `nbd<pid>.<minor>` tapback accepts). Derefs to the device's path.
+pub struct Plugged {
+    path: PathBuf,
+    nbd: Option<KernelNbd>,
+}
+
+impl Plugged {
+    /// The device for attach result `info` (call after vdi_activate).
+    pub fn of(info: &Value) -> Plugged {
+        let m = info.as_struct().unwrap();
+        let text = |k: &str| m.get(k).map(Value::to_text).unwrap_or_default();
+        if !text("params").is_empty() {
+            return Plugged {
+                path: PathBuf::from(text("params")),
+                nbd: None,
+            };
+        }
+        let uri = text("params_nbd");
+        let (socket, _) = nbd::parse_uri(&uri).unwrap_or_else(|| panic!("params_nbd {uri:?}"));
+        let real = std::fs::canonicalize(socket).unwrap();
+        let name = real.file_name().unwrap().to_str().unwrap();
+        let tapback = name
+            .strip_prefix("nbd")
+            .and_then(|r| r.split_once('.'))
+            .is_some_and(|(pid, minor)| pid.parse::<u32>().is_ok() && minor.parse::<u32>().is_ok());
+        assert!(
+            real.starts_with("/run/blktap-control") && tapback,
+            "{} resolves to {}, not a tapdisk socket tapback accepts",
+            socket.display(),
+            real.display()
+        );
+        let nbd = KernelNbd::connect(&uri).unwrap();
+        Plugged {
+            path: nbd.device().to_path_buf(),
+            nbd: Some(nbd),
+        }
+    }
+
+    /// Whether a tapdisk serves it (through the kernel NBD client).
+    pub fn by_tapdisk(&self) -> bool {
+        self.nbd.is_some()
+    }
+}
+
+impl AsRef<Path> for Plugged {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl std::ops::Deref for Plugged {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
 }
 
 fn open(dev: &Path, write: bool) -> std::fs::File {

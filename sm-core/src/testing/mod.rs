@@ -32,6 +32,7 @@ pub struct Scripted {
 #[derive(Debug, Default)]
 pub struct FakeRunner {
     script: Mutex<VecDeque<Scripted>>,
+    missing: Mutex<Vec<String>>,
     calls: Mutex<Vec<Vec<String>>>,
     envs: Mutex<Vec<Vec<(String, String)>>>,
 }
@@ -53,6 +54,16 @@ impl FakeRunner {
                 stdout: stdout.into(),
                 stderr: stderr.into(),
             });
+        self
+    }
+
+    /// Makes `program` not installed: running it fails as the system runner fails on a tool
+    /// it cannot find (recorded like every other call).
+    pub fn without(&self, program: &str) -> &FakeRunner {
+        self.missing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(program.to_string());
         self
     }
 
@@ -78,6 +89,18 @@ impl Runner for FakeRunner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(cmd.env_vars().to_vec());
+        let program = cmd.program().to_string();
+        if self
+            .missing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&program)
+        {
+            return Err(RunError::NotFound {
+                program,
+                dirs: "(test: not installed)".into(),
+            });
+        }
         let mut script = self.script.lock().unwrap_or_else(|p| p.into_inner());
         let hit = script
             .iter()

@@ -1,6 +1,8 @@
-//! A minimal NBD client for tests: the fixed-newstyle handshake and `NBD_CMD_READ`, so a test
-//! can read what a server (tapdisk, qemu-nbd) serves byte for byte, without the kernel client
-//! and without the block-status queries qemu-img makes (tapdisk answers those with EIO).
+//! NBD clients for tests. [`NbdReader`]: the fixed-newstyle handshake and `NBD_CMD_READ`, so a
+//! test can read what a server (tapdisk, qemu-nbd) serves byte for byte, without the kernel
+//! client and without the block-status queries qemu-img makes (tapdisk answers those with EIO).
+//! [`KernelNbd`]: the kernel's client on an `nbd:unix:` URI, set up as xapi sets up a dom0
+//! VBD's device (`research/datapath.md` §2.5), for lab tests that use a VDI as a block device.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -132,10 +134,92 @@ impl Drop for NbdReader {
     }
 }
 
+/// A `/dev/nbdN` connected by `nbd-client` to an NBD export, with the queue limits xapi's
+/// `nbd_client_manager.py` sets (scheduler none, `max_sectors_kb=512`, `nr_requests=8`: tapdisk
+/// can hang with the defaults). Disconnected on drop.
+#[derive(Debug)]
+pub struct KernelNbd {
+    device: std::path::PathBuf,
+}
+
+/// The socket and export name of `nbd:unix:<socket>:exportname=<name>`.
+pub fn parse_uri(uri: &str) -> Option<(&Path, &str)> {
+    let rest = uri.strip_prefix("nbd:unix:")?;
+    let (socket, name) = rest.rsplit_once(":exportname=")?;
+    Some((Path::new(socket), name))
+}
+
+fn nbd_client(args: &[&str]) -> io::Result<()> {
+    use crate::host::{Cmd, Runner, SystemRunner};
+    SystemRunner::new()
+        .run(
+            &Cmd::new("nbd-client")
+                .args(args)
+                .timeout(std::time::Duration::from_secs(60))
+                .daemonizes(),
+        )
+        .map(|_| ())
+        .map_err(|e| io::Error::other(format!("nbd-client {args:?}: {e}")))
+}
+
+impl KernelNbd {
+    /// Connects the first free `/dev/nbdN` to the export at `uri` (`nbd:unix:…`).
+    pub fn connect(uri: &str) -> io::Result<KernelNbd> {
+        let (link, name) = parse_uri(uri).ok_or_else(|| bad("not an nbd:unix: URI"))?;
+        // The real socket: a link under a test root can be longer than a socket address holds.
+        let real = std::fs::canonicalize(link)?;
+        let socket = real.to_str().ok_or_else(|| bad("socket path"))?;
+        crate::testing::run_ok(&["modprobe", "nbd", "nbds_max=16"]);
+        let n = (0..16)
+            .find(|i| {
+                let sys = format!("/sys/block/nbd{i}");
+                Path::new(&sys).exists() && !Path::new(&format!("{sys}/pid")).exists()
+            })
+            .ok_or_else(|| io::Error::other("no free /dev/nbd device"))?;
+        let device = std::path::PathBuf::from(format!("/dev/nbd{n}"));
+        let dev = device.display().to_string();
+        nbd_client(&["-unix", socket, &dev, "-timeout", "90", "-name", name])?;
+        let nbd = KernelNbd { device };
+        let queue = format!("/sys/block/nbd{n}/queue");
+        for (k, v) in [
+            ("scheduler", "none"),
+            ("max_sectors_kb", "512"),
+            ("nr_requests", "8"),
+        ] {
+            std::fs::write(format!("{queue}/{k}"), v)?;
+        }
+        Ok(nbd)
+    }
+
+    /// The block device.
+    pub fn device(&self) -> &Path {
+        &self.device
+    }
+}
+
+impl Drop for KernelNbd {
+    fn drop(&mut self) {
+        let dev = self.device.display().to_string();
+        if let Err(e) = nbd_client(&["-d", &dev]) {
+            tracing::warn!("cannot disconnect {dev}: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::host::{Cmd, Runner, SystemRunner};
+
+    #[test]
+    fn nbd_unix_uris_split_into_socket_and_export() {
+        assert_eq!(
+            parse_uri("nbd:unix:/run/blktap-control/nbd/s/v:exportname=v"),
+            Some((Path::new("/run/blktap-control/nbd/s/v"), "v"))
+        );
+        assert_eq!(parse_uri("/dev/sm/backend/s/v"), None);
+        assert_eq!(parse_uri("nbd:unix:/s"), None);
+    }
 
     /// Against qemu-nbd (qemu-utils, installed by CI's first stage): the handshake, reads
     /// across the 1 MiB request split, the size.

@@ -117,8 +117,142 @@ pub fn verify(
     Ok(code == 0)
 }
 
+/// A tapdisk's NBD export read through the kernel NBD client on `host`, as xapi reads a VDI it
+/// plugs into dom0 (`nbd-client`, queue limits of `nbd_client_manager.py`): qemu-img's block
+/// status queries, which tapdisk answers with EIO, never reach the tapdisk. Disconnected by
+/// [`KernelDev::release`].
+struct KernelDev {
+    device: String,
+}
+
+/// Runs an admin command on `host` (traced like the data commands); its exit status.
+fn admin(
+    emu: &Emulator,
+    ctx: &OpCtx,
+    host: &str,
+    argv: &[&str],
+    stdin: Option<&[u8]>,
+) -> ApiResult<i32> {
+    let h = emu.host(host)?;
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    let started = Instant::now();
+    let out = h
+        .exec
+        .run(&argv, stdin, Duration::from_secs(90))
+        .map_err(|e| ApiError::internal(format!("{}: {e}", argv.join(" "))))?;
+    emu.trace.write(&Event::Data {
+        xe: ctx.xe,
+        what: "nbd".into(),
+        host: h.uuid.clone(),
+        detail: argv.join(" "),
+        ok: out.code == 0,
+        ms: started.elapsed().as_millis() as u64,
+    });
+    Ok(out.code)
+}
+
+impl KernelDev {
+    /// `spec` itself, or a kernel NBD device on it when it is a tapdisk's export.
+    fn open(
+        emu: &Emulator,
+        ctx: &OpCtx,
+        host: &str,
+        spec: &str,
+    ) -> ApiResult<(String, Option<KernelDev>)> {
+        let Some((socket, name)) = spec
+            .strip_prefix("nbd:unix:")
+            .and_then(|r| r.rsplit_once(":exportname="))
+        else {
+            return Ok((spec.to_string(), None));
+        };
+        let h = emu.host(host)?;
+        let real = h
+            .exec
+            .run(
+                &["readlink".to_string(), "-e".into(), socket.into()],
+                None,
+                Duration::from_secs(10),
+            )
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        if !super::backend::tapback_path(&real) {
+            return Ok((spec.to_string(), None));
+        }
+        admin(emu, ctx, host, &["modprobe", "nbd", "nbds_max=16"], None)?;
+        for n in 0..16 {
+            let device = format!("/dev/nbd{n}");
+            let check = ["nbd-client".to_string(), "-c".into(), device.clone()];
+            if h.exec
+                .run(&check, None, Duration::from_secs(10))
+                .is_ok_and(|o| o.code == 0)
+            {
+                continue;
+            }
+            let argv = [
+                "nbd-client",
+                "-unix",
+                socket,
+                &device,
+                "-timeout",
+                "90",
+                "-name",
+                name,
+            ];
+            if admin(emu, ctx, host, &argv, None)? != 0 {
+                continue;
+            }
+            let dev = KernelDev { device };
+            let queue = format!("/sys/block/nbd{n}/queue");
+            for (k, v) in [
+                ("scheduler", "none"),
+                ("max_sectors_kb", "512"),
+                ("nr_requests", "8"),
+            ] {
+                let file = format!("{queue}/{k}");
+                if admin(emu, ctx, host, &["tee", &file], Some(v.as_bytes()))? != 0 {
+                    dev.release(emu, ctx, host);
+                    return Err(ApiError::internal(format!("cannot set {file}")));
+                }
+            }
+            return Ok((dev.device.clone(), Some(dev)));
+        }
+        Err(ApiError::internal(format!(
+            "no kernel NBD device could connect to {spec}"
+        )))
+    }
+
+    fn release(self, emu: &Emulator, ctx: &OpCtx, host: &str) {
+        match admin(emu, ctx, host, &["nbd-client", "-d", &self.device], None) {
+            Ok(0) => {}
+            other => tracing::warn!("disconnecting {}: {other:?}", self.device),
+        }
+    }
+}
+
+/// Runs `f` on a readable form of `spec` ([`KernelDev::open`]).
+fn reading<T>(
+    emu: &Emulator,
+    ctx: &OpCtx,
+    host: &str,
+    spec: &str,
+    f: impl FnOnce(&str) -> ApiResult<T>,
+) -> ApiResult<T> {
+    let (path, dev) = KernelDev::open(emu, ctx, host, spec)?;
+    let out = f(&path);
+    if let Some(d) = dev {
+        d.release(emu, ctx, host);
+    }
+    out
+}
+
 /// Copies every byte of `src` into `dst` (which must be at least as large).
 pub fn copy(emu: &Emulator, ctx: &OpCtx, host: &str, src: &str, dst: &str) -> ApiResult<()> {
+    reading(emu, ctx, host, src, |src| {
+        copy_from(emu, ctx, host, src, dst)
+    })
+}
+
+fn copy_from(emu: &Emulator, ctx: &OpCtx, host: &str, src: &str, dst: &str) -> ApiResult<()> {
     let argv = [
         "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", src, dst,
     ]
@@ -135,6 +269,12 @@ pub fn copy(emu: &Emulator, ctx: &OpCtx, host: &str, src: &str, dst: &str) -> Ap
 
 /// Whether two images hold the same data (the shorter one's missing tail counting as zeros).
 pub fn same(emu: &Emulator, ctx: &OpCtx, host: &str, a: &str, b: &str) -> ApiResult<bool> {
+    reading(emu, ctx, host, a, |a| {
+        reading(emu, ctx, host, b, |b| compare(emu, ctx, host, a, b))
+    })
+}
+
+fn compare(emu: &Emulator, ctx: &OpCtx, host: &str, a: &str, b: &str) -> ApiResult<bool> {
     let argv = ["qemu-img", "compare", "-f", "raw", "-F", "raw", a, b]
         .map(String::from)
         .to_vec();

@@ -6,6 +6,7 @@
 //! per host with one datapath per user (xapi's `Vdi_automaton`), so a second user of an attached
 //! VDI causes no SMAPI call ([`datapath`]).
 
+pub mod backend;
 pub mod blockio;
 pub mod datapath;
 pub mod sr;

@@ -17,10 +17,10 @@
 
 use std::collections::BTreeMap;
 
-use super::blockio;
 use super::datapath::{DpState, dp_name};
 use super::vdi::{self, VdiCreate};
 use super::{assert_plugged, pool_ref};
+use super::{backend, blockio};
 use crate::db::schema::NULL_REF;
 use crate::db::{Db, Record, RecordExt, is_null};
 use crate::emulator::{Emulator, OpCtx};
@@ -103,7 +103,11 @@ pub struct VbdCreate {
 pub fn vbd_create(emu: &Emulator, a: &VbdCreate) -> ApiResult<String> {
     emu.write(|db| {
         db.get("VM", &a.vm)?;
-        db.get("VDI", &a.vdi)?;
+        let backend_kind = db
+            .get("VDI", &a.vdi)?
+            .map("sm_config")
+            .get("backend-kind")
+            .cloned();
         for other in db.where_eq("VBD", "VM", &a.vm) {
             if db.get("VBD", &other)?.s("userdevice") == a.userdevice {
                 return Err(ApiError::new(
@@ -134,6 +138,13 @@ pub fn vbd_create(emu: &Emulator, a: &VbdCreate) -> ApiResult<String> {
                 a.ty.as_str()
             },
         );
+        // xapi_vbd.ml: the SM driver chooses the VBD backend kind through the VDI's sm_config.
+        if let Some(kind) = backend_kind {
+            r.put_map(
+                "other_config",
+                &BTreeMap::from([("backend-kind".to_string(), kind)]),
+            );
+        }
         db.create("VBD", r)
     })
 }
@@ -173,6 +184,15 @@ pub fn vbd_plug(emu: &Emulator, ctx: &OpCtx, vbd: &str) -> ApiResult<()> {
         &dp_name(&uuid, domid),
         Some(DpState::Activated { rw }),
     )?;
+    if let Err(e) = check_backend(emu, &host, vbd, &vdi) {
+        if let Err(u_err) = emu
+            .datapaths
+            .set(emu, ctx, &host, &vdi, &dp_name(&uuid, domid), None)
+        {
+            tracing::warn!("releasing {vdi} after a refused plug: {u_err}");
+        }
+        return Err(e);
+    }
     emu.write(|db| {
         db.get_mut("VBD", vbd)?.put_b("currently_attached", true);
         Ok(())
@@ -226,7 +246,7 @@ fn assert_host_sees_disks(db: &Db, vm: &str, host: &str) -> ApiResult<()> {
 /// done are released again.
 fn plug_all(emu: &Emulator, ctx: &OpCtx, vm: &str, host: &str, domid: i64) -> ApiResult<()> {
     let ds = emu.read(|db| disks(db, vm))?;
-    for (i, (_, uuid, vdi, rw)) in ds.iter().enumerate() {
+    for (i, (vbd, uuid, vdi, rw)) in ds.iter().enumerate() {
         if let Err(e) = emu.datapaths.set(
             emu,
             ctx,
@@ -245,6 +265,17 @@ fn plug_all(emu: &Emulator, ctx: &OpCtx, vm: &str, host: &str, domid: i64) -> Ap
             }
             return Err(e);
         }
+        if let Err(e) = check_backend(emu, host, vbd, vdi) {
+            for (_, u, v, _) in &ds[..=i] {
+                if let Err(u_err) = emu
+                    .datapaths
+                    .set(emu, ctx, host, v, &dp_name(u, domid), None)
+                {
+                    tracing::warn!("releasing {v} after a failed start: {u_err}");
+                }
+            }
+            return Err(e);
+        }
     }
     emu.write(|db| {
         for (vbd, _, _, _) in &ds {
@@ -252,6 +283,27 @@ fn plug_all(emu: &Emulator, ctx: &OpCtx, vm: &str, host: &str, domid: i64) -> Ap
         }
         Ok(())
     })
+}
+
+/// Checks `vdi`'s attach result on `host` as the backend of VBD `vbd` would take it
+/// ([`backend::check`]).
+fn check_backend(emu: &Emulator, host: &str, vbd: &str, vdi: &str) -> ApiResult<()> {
+    let kind = emu.read(|db| {
+        Ok(db
+            .get("VBD", vbd)?
+            .map("other_config")
+            .get("backend-kind")
+            .cloned())
+    })?;
+    let info = emu
+        .datapaths
+        .attach_info(host, vdi)
+        .ok_or_else(|| ApiError::internal("no attach result"))?;
+    backend::check(
+        emu.host(host)?,
+        kind.as_deref().unwrap_or(backend::DEFAULT_KIND),
+        &info,
+    )
 }
 
 /// Deactivates and detaches every plugged disk of `vm`; returns the first error after trying all.
