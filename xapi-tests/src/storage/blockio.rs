@@ -85,7 +85,7 @@ pub fn fill(
         ctx,
         host,
         "fill",
-        qemu_io("write", pattern, offset, len, spec),
+        qemu_io("write", pattern, offset, len, &resolve(emu, host, spec)?.0),
     )? {
         (0, _) => Ok(()),
         (_, out) => Err(ApiError::internal(format!(
@@ -109,7 +109,7 @@ pub fn verify(
         ctx,
         host,
         "verify",
-        qemu_io("read", pattern, offset, len, spec),
+        qemu_io("read", pattern, offset, len, &resolve(emu, host, spec)?.0),
     )?;
     if code != 0 && !out.contains("verification failed") {
         return Err(ApiError::internal(format!("reading {spec} failed: {out}")));
@@ -132,7 +132,7 @@ fn admin(
     host: &str,
     argv: &[&str],
     stdin: Option<&[u8]>,
-) -> ApiResult<i32> {
+) -> ApiResult<(i32, String)> {
     let h = emu.host(host)?;
     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
     let started = Instant::now();
@@ -148,37 +148,64 @@ fn admin(
         ok: out.code == 0,
         ms: started.elapsed().as_millis() as u64,
     });
-    Ok(out.code)
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), out.stderr);
+    Ok((out.code, text.trim().to_string()))
+}
+
+/// An `nbd:unix:` spec's socket as the host resolves it, and its export name.
+struct NbdSpec {
+    real: String,
+    name: String,
+}
+
+/// `spec` as a host's tools take it: an `nbd:unix:` socket link replaced by the socket it
+/// resolves to, as the `block` hotplug script hands it to tapback (a link under a test root
+/// can be longer than a socket address holds), with the resolved socket and export.
+fn resolve(emu: &Emulator, host: &str, spec: &str) -> ApiResult<(String, Option<NbdSpec>)> {
+    let Some((socket, name)) = spec
+        .strip_prefix("nbd:unix:")
+        .and_then(|r| r.rsplit_once(":exportname="))
+    else {
+        return Ok((spec.to_string(), None));
+    };
+    let h = emu.host(host)?;
+    let real = h
+        .exec
+        .run(
+            &["readlink".to_string(), "-e".into(), socket.into()],
+            None,
+            Duration::from_secs(10),
+        )
+        .ok()
+        .filter(|o| o.code == 0)
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| socket.to_string());
+    Ok((
+        format!("nbd:unix:{real}:exportname={name}"),
+        Some(NbdSpec {
+            real,
+            name: name.to_string(),
+        }),
+    ))
 }
 
 impl KernelDev {
-    /// `spec` itself, or a kernel NBD device on it when it is a tapdisk's export.
+    /// `spec` resolved ([`resolve`]), or a kernel NBD device on it when it is a tapdisk's
+    /// export.
     fn open(
         emu: &Emulator,
         ctx: &OpCtx,
         host: &str,
         spec: &str,
     ) -> ApiResult<(String, Option<KernelDev>)> {
-        let Some((socket, name)) = spec
-            .strip_prefix("nbd:unix:")
-            .and_then(|r| r.rsplit_once(":exportname="))
+        let (spec, nbd) = resolve(emu, host, spec)?;
+        let Some(NbdSpec { real, name }) = nbd.filter(|n| super::backend::tapback_path(&n.real))
         else {
-            return Ok((spec.to_string(), None));
+            return Ok((spec, None));
         };
         let h = emu.host(host)?;
-        let real = h
-            .exec
-            .run(
-                &["readlink".to_string(), "-e".into(), socket.into()],
-                None,
-                Duration::from_secs(10),
-            )
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
-        if !super::backend::tapback_path(&real) {
-            return Ok((spec.to_string(), None));
-        }
         admin(emu, ctx, host, &["modprobe", "nbd", "nbds_max=16"], None)?;
+        let mut last = String::new();
         for n in 0..16 {
             let device = format!("/dev/nbd{n}");
             let check = ["nbd-client".to_string(), "-c".into(), device.clone()];
@@ -191,14 +218,16 @@ impl KernelDev {
             let argv = [
                 "nbd-client",
                 "-unix",
-                socket,
+                &real,
                 &device,
                 "-timeout",
                 "90",
                 "-name",
-                name,
+                &name,
             ];
-            if admin(emu, ctx, host, &argv, None)? != 0 {
+            let (code, out) = admin(emu, ctx, host, &argv, None)?;
+            if code != 0 {
+                last = out;
                 continue;
             }
             let dev = KernelDev { device };
@@ -209,7 +238,7 @@ impl KernelDev {
                 ("nr_requests", "8"),
             ] {
                 let file = format!("{queue}/{k}");
-                if admin(emu, ctx, host, &["tee", &file], Some(v.as_bytes()))? != 0 {
+                if admin(emu, ctx, host, &["tee", &file], Some(v.as_bytes()))?.0 != 0 {
                     dev.release(emu, ctx, host);
                     return Err(ApiError::internal(format!("cannot set {file}")));
                 }
@@ -217,13 +246,13 @@ impl KernelDev {
             return Ok((dev.device.clone(), Some(dev)));
         }
         Err(ApiError::internal(format!(
-            "no kernel NBD device could connect to {spec}"
+            "no kernel NBD device could connect to {spec}: {last}"
         )))
     }
 
     fn release(self, emu: &Emulator, ctx: &OpCtx, host: &str) {
         match admin(emu, ctx, host, &["nbd-client", "-d", &self.device], None) {
-            Ok(0) => {}
+            Ok((0, _)) => {}
             other => tracing::warn!("disconnecting {}: {other:?}", self.device),
         }
     }
