@@ -175,7 +175,8 @@ impl Datapath {
                 .join("tap")
                 .join(sr)
                 .join(format!("{vdi}.ro")),
-            proc_net_unix: paths.host("/proc/net/unix"),
+            // The kernel's view, whatever root the host's files are under.
+            proc_net_unix: PathBuf::from("/proc/net/unix"),
             export: Export::new(paths, sr, vdi),
         }
     }
@@ -273,6 +274,7 @@ impl Datapath {
     /// after giving one that just disconnected [`CLIENT_GRACE`] to be closed by the tapdisk.
     /// Ending the tapdisk under a client fails its I/O, so callers refuse then (fault 24).
     /// 0 for a datapath without a tapdisk, and where `/proc/net/unix` cannot be read.
+    /// `/proc` is read as the kernel shows it, never under a test root.
     pub fn clients(&self, open: Option<&Open>) -> usize {
         let Some(t) = open.and_then(|o| o.tapdisk.as_ref()) else {
             return 0;

@@ -276,8 +276,9 @@ fn reading<T>(
 
 /// Copies every byte of `src` into `dst` (which must be at least as large).
 pub fn copy(emu: &Emulator, ctx: &OpCtx, host: &str, src: &str, dst: &str) -> ApiResult<()> {
+    let dst = resolve(emu, host, dst)?.0;
     reading(emu, ctx, host, src, |src| {
-        copy_from(emu, ctx, host, src, dst)
+        copy_from(emu, ctx, host, src, &dst)
     })
 }
 
