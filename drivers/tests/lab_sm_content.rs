@@ -37,12 +37,9 @@ fn write_through_tapdisk(image: &str, byte: u8, offset: u64, len: u64) {
     tapdisk::destroy(&r, &t).unwrap();
 }
 
-#[test]
-#[ignore = "lab"]
-fn lab_sm_content_vhd_util_chain_scans_to_sm_s_vdis_and_reads_as_tapdisk_reads_it() {
-    if std::env::var_os("LAB_JSON").is_none() {
-        return;
-    }
+/// A created and attached `xsmfile` SR in a fresh directory holding one VDI of ours: the
+/// temporary directory (keep it alive), the SR directory, the calls, our VDI's uuid.
+fn file_sr_with_one_vdi() -> (tempfile::TempDir, std::path::PathBuf, Calls, String) {
     let d = tempfile::tempdir_in("/var/tmp").unwrap();
     let dir = d.path().join("sr");
     let loc = dir.display().to_string();
@@ -56,6 +53,16 @@ fn lab_sm_content_vhd_util_chain_scans_to_sm_s_vdis_and_reads_as_tapdisk_reads_i
     c.call("sr_create", &["0"]).unwrap();
     c.call("sr_attach", &[]).unwrap();
     let ours = uuid_of(&c.call("vdi_create", &[&(4u64 << 20).to_string()]).unwrap());
+    (d, dir, c, ours)
+}
+
+#[test]
+#[ignore = "lab"]
+fn lab_sm_content_vhd_util_chain_scans_to_sm_s_vdis_and_reads_as_tapdisk_reads_it() {
+    if std::env::var_os("LAB_JSON").is_none() {
+        return;
+    }
+    let (_d, dir, c, ours) = file_sr_with_one_vdi();
 
     // sm's layout after two snapshots of a VM's disk: hidden base <- hidden mid <- leaf (the
     // disk), with one snapshot VDI under each hidden parent.
@@ -134,19 +141,7 @@ fn lab_sm_content_broken_chain_or_visible_parent_in_a_file_sr_is_refused_and_not
     if std::env::var_os("LAB_JSON").is_none() {
         return;
     }
-    let d = tempfile::tempdir_in("/var/tmp").unwrap();
-    let dir = d.path().join("sr");
-    let loc = dir.display().to_string();
-    let c = Calls::new(
-        &drivers::file::DRIVER,
-        Arc::new(SystemRunner::new()),
-        SR,
-        &[("location", &loc)],
-    )
-    .unwrap();
-    c.call("sr_create", &["0"]).unwrap();
-    c.call("sr_attach", &[]).unwrap();
-    let ours = uuid_of(&c.call("vdi_create", &[&(4u64 << 20).to_string()]).unwrap());
+    let (d, dir, c, ours) = file_sr_with_one_vdi();
     c.call("sr_scan", &[]).unwrap();
 
     // A parent that is not hidden (writing it would change its child), and a child whose
