@@ -145,13 +145,8 @@ impl Plugged {
         let uri = text("params_nbd");
         let (socket, _) = nbd::parse_uri(&uri).unwrap_or_else(|| panic!("params_nbd {uri:?}"));
         let real = std::fs::canonicalize(socket).unwrap();
-        let name = real.file_name().unwrap().to_str().unwrap();
-        let tapback = name
-            .strip_prefix("nbd")
-            .and_then(|r| r.split_once('.'))
-            .is_some_and(|(pid, minor)| pid.parse::<u32>().is_ok() && minor.parse::<u32>().is_ok());
         assert!(
-            real.starts_with("/run/blktap-control") && tapback,
+            xapi_tests::storage::backend::tapback_path(&real.display().to_string()),
             "{} resolves to {}, not a tapdisk socket tapback accepts",
             socket.display(),
             real.display()
