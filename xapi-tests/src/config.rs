@@ -45,6 +45,10 @@ pub struct HostConfig {
     /// Remote hosts need `tcp:<address reachable from them>:<port>`.
     #[serde(default)]
     pub xapi_endpoint: Option<String>,
+    /// Directories searched before the system ones for the commands the emulator itself runs
+    /// on a local host (xenopsd's and tapback's probes), as `SM_TOOL_DIRS` is for plugins.
+    #[serde(default)]
+    pub tool_dirs: Vec<PathBuf>,
 }
 
 /// One disk of the install template.
@@ -149,6 +153,7 @@ impl HostConfig {
             plugin_dir: plugin_dir.display().to_string(),
             env: BTreeMap::new(),
             xapi_endpoint: None,
+            tool_dirs: Vec::new(),
         }
     }
 }

@@ -187,7 +187,7 @@ impl Emulator {
                 .unwrap_or_else(|| format!("unix:{}", socket.display()));
             env.insert("SM_XAPI".into(), endpoint);
             let exec = match &hc.exec {
-                Exec::Local => Executor::Local(SystemRunner::new()),
+                Exec::Local => Executor::Local(SystemRunner::new().with_dirs_first(&hc.tool_dirs)),
                 Exec::Agent { addr } => Executor::Agent(crate::lab::AgentClient::new(addr.clone())),
             };
             hosts.push(HostRt {

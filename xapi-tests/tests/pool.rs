@@ -212,7 +212,7 @@ fn cross_host_migration_follows_appendix_a_and_exclusion_is_real() {
             &format!("uuid={other}"),
             "param-name=power-state"
         ]),
-        "Halted",
+        "halted",
         "a failed start leaves the VM halted"
     );
     let shared: Vec<&str> = start_calls

@@ -325,7 +325,7 @@ fn vm_disks_keep_their_data_across_install_start_suspend_resume() {
             &format!("uuid={vm}"),
             "param-name=power-state"
         ]),
-        "Suspended"
+        "suspended"
     );
     let image = p.xe_ok(&[
         "vm-param-get",

@@ -311,6 +311,12 @@ impl SystemRunner {
         SystemRunner { extra_dirs }
     }
 
+    /// This runner, searching `dirs` before its other directories.
+    pub fn with_dirs_first(mut self, dirs: &[PathBuf]) -> SystemRunner {
+        self.extra_dirs.splice(0..0, dirs.iter().cloned());
+        self
+    }
+
     /// Finds `program` in the tool directories.
     pub fn resolve(&self, program: &str) -> Result<PathBuf, RunError> {
         if program.contains('/') {
@@ -484,6 +490,16 @@ mod tests {
         assert_eq!(out.stdout_str(), "out\n");
         assert_eq!(out.stderr_str(), "err\n");
         assert_eq!(out.code, 0);
+    }
+
+    #[test]
+    fn dirs_given_first_win_over_the_system_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let own = d.path().join("sh");
+        std::fs::write(&own, "#!/bin/sh\n").unwrap();
+        let r = SystemRunner::new().with_dirs_first(&[d.path().to_path_buf()]);
+        assert_eq!(r.resolve("sh").unwrap(), own);
+        assert_ne!(SystemRunner::new().resolve("sh").unwrap(), own);
     }
 
     #[test]

@@ -13,6 +13,8 @@ use crate::error::{ApiError, ApiResult};
 enum Get {
     /// A scalar field as text.
     Field(&'static str),
+    /// An enum field as xe prints it, in lower case (`power_state` `Halted` is `halted`).
+    Lower(&'static str),
     /// A map field (`k: v; k2: v2`).
     Map(&'static str),
     /// A set field (`a; b`).
@@ -239,7 +241,7 @@ static CLASSES: &[CliClass] = &[
             UUID,
             NAME,
             DESC,
-            ro("power-state", Field("power_state")),
+            ro("power-state", Get::Lower("power_state")),
             rw("is-a-template", Field("is_a_template"), "is_a_template"),
             ro("resident-on", RefUuid("resident_on", "host")),
             ro("suspend-VDI-uuid", RefUuid("suspend_VDI", "VDI")),
@@ -325,6 +327,7 @@ fn value(db: &Db, c: &CliClass, r: &str, f: &CliField) -> ApiResult<String> {
     let rec = db.get(c.xapi, r)?;
     Ok(match f.get {
         Field(k) => rec.s(k),
+        Get::Lower(k) => rec.s(k).to_lowercase(),
         Get::Map(k) => map_text(&rec.map(k)),
         Set(k) => rec.set(k).join("; "),
         RefUuid(k, cls) => {
