@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use drivers::testing::{Calls, uuid_of};
-use hostio::tapdisk::{self, ImageType};
+use hostio::testing::write_through_tapdisk;
 use sm_core::host::SystemRunner;
 use sm_core::testing::nbd::{self, NbdReader};
 use sm_core::testing::run_ok as run;
@@ -21,21 +21,6 @@ use sm_core::testing::run_ok as run;
 const MIB: u64 = 1 << 20;
 
 const SR: &str = "5c5c5c5c-1111-4222-8333-000000000001";
-
-/// Writes `len` bytes of `byte` at `offset` of `image` through a tapdisk of its own.
-fn write_through_tapdisk(image: &str, byte: u8, offset: u64, len: u64) {
-    let r = SystemRunner::new();
-    let t = tapdisk::create(&r, ImageType::Vhd, Path::new(image), false, true).unwrap();
-    run(&[
-        "qemu-io",
-        "-f",
-        "raw",
-        "-c",
-        &format!("write -P {byte:#x} {offset} {len}"),
-        &format!("nbd+unix:///?socket={}", t.nbd_socket().display()),
-    ]);
-    tapdisk::destroy(&r, &t).unwrap();
-}
 
 /// A created and attached `xsmfile` SR in a fresh directory holding one VDI of ours: the
 /// temporary directory (keep it alive), the SR directory, the calls, our VDI's uuid.
@@ -73,15 +58,15 @@ fn lab_sm_content_vhd_util_chain_scans_to_sm_s_vdis_and_reads_as_tapdisk_reads_i
     let snap2 = "0d0d0d0d-0000-4000-8000-000000000005";
     let f = |u: &str| dir.join(format!("{u}.vhd")).display().to_string();
     run(&["vhd-util", "create", "-n", &f(base), "-s", "8"]);
-    write_through_tapdisk(&f(base), 0x11, 0, 8 * MIB);
+    write_through_tapdisk(Path::new(&f(base)), 0x11, 0, 8 * MIB).unwrap();
     run(&["vhd-util", "snapshot", "-n", &f(mid), "-p", &f(base)]);
     run(&["vhd-util", "snapshot", "-n", &f(snap1), "-p", &f(base)]);
     run(&["vhd-util", "set", "-n", &f(base), "-f", "hidden", "-v", "1"]);
-    write_through_tapdisk(&f(mid), 0x22, 2 * MIB, MIB);
+    write_through_tapdisk(Path::new(&f(mid)), 0x22, 2 * MIB, MIB).unwrap();
     run(&["vhd-util", "snapshot", "-n", &f(leaf), "-p", &f(mid)]);
     run(&["vhd-util", "snapshot", "-n", &f(snap2), "-p", &f(mid)]);
     run(&["vhd-util", "set", "-n", &f(mid), "-f", "hidden", "-v", "1"]);
-    write_through_tapdisk(&f(leaf), 0x33, 4 * MIB + 512, 3 * 512);
+    write_through_tapdisk(Path::new(&f(leaf)), 0x33, 4 * MIB + 512, 3 * 512).unwrap();
 
     c.call("sr_scan", &[]).unwrap();
     c.call("sr_attach", &[]).unwrap();

@@ -12,7 +12,7 @@
 //! | [`direct`] | `O_DIRECT` opens and whether a filesystem allows them |
 //! | [`fs`] | filesystems: mkfs.ext4, mount, umount, wipefs |
 //! | [`space`] | free space: size and usage of the filesystem holding a directory (statvfs) |
-//! | `testing` | loop devices and blkid for root tests (feature `test-utils`) |
+//! | `testing` | loop devices, blkid and tapdisk-served images for root and lab tests (feature `test-utils`) |
 //!
 //! Errors are typed per module ([`vhd::VhdError`], [`nbd::NbdError`], [`blockcopy::CopyError`],
 //! [`space::SpaceError`]; tool calls return sm-core's `RunError`, which names the argv, exit

@@ -6,10 +6,12 @@
 //!
 //! With a tapdisk the URI is sm's: `nbd:unix:/run/blktap-control/nbd/<sr>/<vdi>:exportname=<vdi>`,
 //! the link resolving to the tapdisk's own socket `/run/blktap-control/nbd<pid>.<minor>`, the
-//! one name tapback accepts (`Malformed physical-device-path` otherwise). That is enough for
-//! XCP-ng 8.3's tapback (3.54+) and for upstream blktap 4, so no blktap2 device node is
-//! returned in `params`. Whether an image is open read-only is kept beside the link
-//! (`tap-ctl list` does not say).
+//! one name tapback accepts (`Malformed physical-device-path` otherwise). Where the blktap2
+//! kernel module is loaded (blktap 3.x, XCP-ng 8.3: `/dev/xen/blktap-2/control`), `params` is
+//! also sm's `/dev/sm/backend/<sr>/<vdi>`, a block node carrying the tapdisk's
+//! `tapdev<minor>` device number, made when the tapdisk starts; blktap 4 has no such device
+//! and gets `params_nbd` alone, as upstream sm returns it. Whether an image is open read-only
+//! is kept beside the link (`tap-ctl list` does not say).
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +22,12 @@ use crate::tapdisk::{self, ImageType, TapError};
 
 /// Where the per-VDI links to tapdisk sockets live (sm's layout).
 pub const TAP_LINK_DIR: &str = "/run/blktap-control/nbd";
+
+/// Where sm keeps the per-VDI block nodes handed to xapi in `params`.
+pub const BACKEND_NODE_DIR: &str = "/dev/sm/backend";
+
+/// The blktap2 kernel module's devices: `control`, and `tapdev<minor>` per tapdisk.
+pub const BLKTAP2_DIR: &str = "/dev/xen/blktap-2";
 
 /// Which server a host uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +97,8 @@ pub struct Datapath {
     ty: ImageType,
     image: PathBuf,
     link: PathBuf,
+    backend_node: PathBuf,
+    blktap2: PathBuf,
     read_only_mark: PathBuf,
     proc_net_unix: PathBuf,
     export: Export,
@@ -170,6 +180,8 @@ impl Datapath {
             ty,
             image: image.to_path_buf(),
             link: paths.host(TAP_LINK_DIR).join(sr).join(vdi),
+            backend_node: paths.host(BACKEND_NODE_DIR).join(sr).join(vdi),
+            blktap2: paths.host(BLKTAP2_DIR),
             read_only_mark: paths
                 .run_dir()
                 .join("tap")
@@ -207,11 +219,19 @@ impl Datapath {
         }
     }
 
-    /// The attach result's `params`: the block device when it is used as it is, else none (a
-    /// tapdisk is found by its NBD socket, which XCP-ng 8.3's tapback and blktap 4 accept).
+    /// Whether the blktap2 kernel module is loaded (its control device exists): tapdisks then
+    /// have a `tapdev<minor>` block device.
+    fn has_blktap2(&self) -> bool {
+        self.blktap2.join("control").exists()
+    }
+
+    /// The attach result's `params`: the block device when it is used as it is; with a tapdisk
+    /// on a blktap2 host, the backend node [`Datapath::start`] makes; else none (a tapdisk is
+    /// found by its NBD socket alone, which XCP-ng 8.3's tapback and blktap 4 accept).
     pub fn params(&self) -> Option<String> {
         match self.kind {
             Kind::Device => Some(self.image.display().to_string()),
+            Kind::Tapdisk if self.has_blktap2() => Some(self.backend_node.display().to_string()),
             Kind::Tapdisk | Kind::QemuNbd => None,
         }
     }
@@ -247,6 +267,11 @@ impl Datapath {
                     if let Err(undo) = tapdisk::destroy(runner, &t) {
                         tracing::warn!("cannot end tapdisk {} after a failed open: {undo}", t.pid);
                     }
+                    for made in [&self.link, &self.backend_node, &self.read_only_mark] {
+                        if let Err(undo) = remove_if_there(made) {
+                            tracing::warn!("after a failed open: {undo}");
+                        }
+                    }
                     return Err(e);
                 }
                 Ok(self.open_of(t, read_only))
@@ -254,15 +279,28 @@ impl Datapath {
         }
     }
 
-    /// The link to the tapdisk's socket and the read-only mark.
+    /// The link to the tapdisk's socket, the backend node on a blktap2 host, and the
+    /// read-only mark.
     fn publish(&self, t: &tapdisk::Tapdisk, read_only: bool) -> Result<(), ServeError> {
-        for f in [&self.link, &self.read_only_mark] {
+        for f in [&self.link, &self.backend_node, &self.read_only_mark] {
             if let Some(dir) = f.parent() {
                 std::fs::create_dir_all(dir).map_err(io_err(dir))?;
             }
         }
         remove_if_there(&self.link)?;
         std::os::unix::fs::symlink(t.nbd_socket(), &self.link).map_err(io_err(&self.link))?;
+        remove_if_there(&self.backend_node)?;
+        if self.has_blktap2() {
+            let tapdev = self.blktap2.join(format!("tapdev{}", t.minor));
+            let rdev = sm_core::host::block::rdev(&tapdev).map_err(io_err(&tapdev))?;
+            nix::sys::stat::mknod(
+                &self.backend_node,
+                nix::sys::stat::SFlag::S_IFBLK,
+                nix::sys::stat::Mode::from_bits_truncate(0o600),
+                rdev,
+            )
+            .map_err(|e| io_err(&self.backend_node)(e.into()))?;
+        }
         if read_only {
             std::fs::write(&self.read_only_mark, b"").map_err(io_err(&self.read_only_mark))
         } else {
@@ -302,6 +340,7 @@ impl Datapath {
                     tapdisk::destroy(runner, t)?;
                 }
                 remove_if_there(&self.link)?;
+                remove_if_there(&self.backend_node)?;
                 remove_if_there(&self.read_only_mark)
             }
         }
@@ -423,6 +462,84 @@ mod tests {
             "destroy only"
         );
         assert!(std::fs::symlink_metadata(&link).is_err());
+        assert_eq!(dp.params(), None, "no blktap2 module: params_nbd alone");
+        assert!(!paths.host(BACKEND_NODE_DIR).join("s/v").exists());
+    }
+
+    /// A blktap2 host under `paths`: the control device, and `tapdev2` as a block node of
+    /// `rdev` (needs CAP_MKNOD) or, without one, a plain file.
+    fn blktap2_host(paths: &Paths, rdev: Option<u64>) {
+        let dir = paths.host(BLKTAP2_DIR);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("control"), b"").unwrap();
+        let tapdev = dir.join("tapdev2");
+        match rdev {
+            Some(rdev) => nix::sys::stat::mknod(
+                &tapdev,
+                nix::sys::stat::SFlag::S_IFBLK,
+                nix::sys::stat::Mode::from_bits_truncate(0o600),
+                rdev,
+            )
+            .unwrap(),
+            None => std::fs::write(&tapdev, b"").unwrap(),
+        }
+    }
+
+    fn tapdisk_datapath(paths: &Paths) -> Datapath {
+        Datapath::new(
+            Kind::Tapdisk,
+            paths,
+            "s",
+            "v",
+            ImageType::Vhd,
+            Path::new(IMAGE),
+        )
+    }
+
+    #[test]
+    fn on_a_blktap2_host_a_tapdev_that_is_no_block_device_undoes_the_open() {
+        let d = tempfile::tempdir().unwrap();
+        let paths = Paths::new(d.path());
+        blktap2_host(&paths, None);
+        let fake = FakeRunner::new();
+        fake.on(&["tap-ctl", "list"], 0, LIST, "");
+        let dp = tapdisk_datapath(&paths);
+        let node = paths.host(BACKEND_NODE_DIR).join("s/v");
+        assert_eq!(dp.params(), Some(node.display().to_string()));
+        let err = dp.start(&fake, false, Cache::Direct).unwrap_err();
+        assert!(
+            matches!(&err, ServeError::Io { path, .. } if path.ends_with("tapdev2")),
+            "{err:?}"
+        );
+        let calls = fake.calls();
+        assert_eq!(calls[0][..2], ["tap-ctl", "create"]);
+        assert_eq!(
+            calls.last().unwrap()[..],
+            ["tap-ctl", "destroy", "-p", "77", "-m", "2"]
+        );
+        assert!(std::fs::symlink_metadata(paths.host(TAP_LINK_DIR).join("s/v")).is_err());
+        assert!(std::fs::symlink_metadata(&node).is_err());
+    }
+
+    #[test]
+    #[ignore = "root: mknod"]
+    fn root_a_blktap2_host_gets_sm_s_backend_node_with_the_tapdev_s_number() {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let d = tempfile::tempdir().unwrap();
+        let paths = Paths::new(d.path());
+        let rdev = nix::sys::stat::makedev(254, 2);
+        blktap2_host(&paths, Some(rdev));
+        let fake = FakeRunner::new();
+        fake.on(&["tap-ctl", "list"], 0, LIST, "");
+        let dp = tapdisk_datapath(&paths);
+        let open = dp.start(&fake, false, Cache::Direct).unwrap();
+        let node = paths.host(BACKEND_NODE_DIR).join("s/v");
+        let m = std::fs::symlink_metadata(&node).unwrap();
+        assert!(m.file_type().is_block_device());
+        assert_eq!((m.rdev(), m.mode() & 0o777), (rdev, 0o600));
+        assert_eq!(dp.params(), Some(node.display().to_string()));
+        dp.stop(&fake, Some(&open)).unwrap();
+        assert!(std::fs::symlink_metadata(&node).is_err());
     }
 
     #[test]

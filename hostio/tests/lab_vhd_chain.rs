@@ -7,49 +7,16 @@
 
 use std::path::{Path, PathBuf};
 
-use hostio::tapdisk::{self, ImageType};
-use sm_core::host::SystemRunner;
+use hostio::testing::{Served, write_through_tapdisk};
 use sm_core::testing::nbd::NbdReader;
 use sm_core::testing::run_ok as run;
 use vhd::{Chain, DiskType, Vhd};
 
 const MIB: u64 = 1 << 20;
 
-/// A tapdisk serving `image` (`vhd:` type), ended when dropped.
-struct Served(tapdisk::Tapdisk);
-
-impl Served {
-    fn start(image: &Path) -> Served {
-        Served(tapdisk::create(&SystemRunner::new(), ImageType::Vhd, image, false, true).unwrap())
-    }
-
-    fn uri(&self) -> String {
-        format!("nbd+unix:///?socket={}", self.0.nbd_socket().display())
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = tapdisk::destroy(&SystemRunner::new(), &self.0);
-    }
-}
-
-/// Writes `len` bytes of `byte` at `offset` of `image` through a tapdisk.
-fn write_through_tapdisk(image: &Path, byte: u8, offset: u64, len: u64) {
-    let t = Served::start(image);
-    run(&[
-        "qemu-io",
-        "-f",
-        "raw",
-        "-c",
-        &format!("write -P {byte:#x} {offset} {len}"),
-        &t.uri(),
-    ]);
-}
-
 /// The whole disk as tapdisk serves `image`, read over its NBD socket.
 fn read_through_tapdisk(image: &Path) -> Vec<u8> {
-    let t = Served::start(image);
+    let t = Served::start(image).unwrap();
     let mut r = NbdReader::connect(&t.0.nbd_socket(), "").unwrap();
     r.read_all().unwrap()
 }
@@ -77,7 +44,7 @@ fn lab_blktap_vhd_util_chain_reads_as_tapdisk_serves_it() {
     // Base 16 MiB with data, then two snapshots, each written through tapdisk: whole blocks,
     // a partial block over a block boundary, single sectors (bitmaps).
     run(&["vhd-util", "create", "-n", &s("base.vhd"), "-s", "16"]);
-    write_through_tapdisk(&p("base.vhd"), 0x11, 0, 3 * MIB);
+    write_through_tapdisk(&p("base.vhd"), 0x11, 0, 3 * MIB).unwrap();
     run(&[
         "vhd-util",
         "snapshot",
@@ -96,7 +63,7 @@ fn lab_blktap_vhd_util_chain_reads_as_tapdisk_serves_it() {
         "-v",
         "1",
     ]);
-    write_through_tapdisk(&p("c1.vhd"), 0x22, MIB + MIB / 2, MIB);
+    write_through_tapdisk(&p("c1.vhd"), 0x22, MIB + MIB / 2, MIB).unwrap();
     run(&[
         "vhd-util",
         "snapshot",
@@ -115,8 +82,8 @@ fn lab_blktap_vhd_util_chain_reads_as_tapdisk_serves_it() {
         "-v",
         "1",
     ]);
-    write_through_tapdisk(&p("c2.vhd"), 0x33, 2 * MIB + 512, 4096);
-    write_through_tapdisk(&p("c2.vhd"), 0x44, 10 * MIB, 512);
+    write_through_tapdisk(&p("c2.vhd"), 0x33, 2 * MIB + 512, 4096).unwrap();
+    write_through_tapdisk(&p("c2.vhd"), 0x44, 10 * MIB, 512).unwrap();
 
     let served = read_through_tapdisk(&p("c2.vhd"));
     assert_eq!(served.len() as u64, 16 * MIB);

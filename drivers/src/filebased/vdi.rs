@@ -242,7 +242,7 @@ pub fn attach(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<AttachInfo> 
         }
         None => open_image(cx, &dp, open.as_ref(), &path, writable)?,
     }
-    tracing::info!(server = dp.kind().name(), params_nbd = %dp.uri(), "vdi_attach: datapath");
+    tracing::info!(server = dp.kind().name(), params = ?dp.params(), params_nbd = %dp.uri(), "vdi_attach: datapath");
     let (o_direct, o_direct_reason) = if direct::supported(&path) {
         (true, String::new())
     } else {
@@ -255,7 +255,7 @@ pub fn attach(cx: &Ctx<'_>, dir: &Path, writable: bool) -> SmResult<AttachInfo> 
         )
     };
     Ok(AttachInfo {
-        params: None,
+        params: dp.params(),
         params_nbd: dp.uri(),
         o_direct,
         o_direct_reason,

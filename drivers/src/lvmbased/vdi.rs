@@ -200,14 +200,14 @@ fn datapath(cx: &Ctx<'_>, sr: &SrVg<'_>, loc: &VdiUuid) -> SmResult<(Datapath, O
 }
 
 /// vdi_attach: where the VDI will be once vdi_activate activated its LV (checked to exist in
-/// the VG): the `params_nbd` link to its tapdisk where blktap is installed, else the LV's
-/// device node in `params`.
+/// the VG): the `params_nbd` link to its tapdisk where blktap is installed (and sm's backend
+/// node in `params` on a blktap2 host), else the LV's device node in `params`.
 pub fn attach(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<AttachInfo> {
     let loc = location(cx)?;
     let vg = sr.require()?;
     require_lv(sr, &vg, &loc)?;
     let (dp, _) = datapath(cx, sr, &loc)?;
-    tracing::info!(server = dp.kind().name(), params_nbd = %dp.uri(), "vdi_attach: datapath");
+    tracing::info!(server = dp.kind().name(), params = ?dp.params(), params_nbd = %dp.uri(), "vdi_attach: datapath");
     Ok(AttachInfo {
         params: dp.params(),
         params_nbd: dp.uri(),
