@@ -1,4 +1,4 @@
-//! Benchmark, in the lab: `sr_scan` of an `lvm` SR holding 1,000 VDIs, and one `vdi_create`,
+//! Benchmarks, in the lab: `sr_scan` of an `lvm` SR holding 1,000 VDIs, and one `vdi_create`,
 //! timed as whole plugin calls (the `xsm` binary exec'd as `XSMLVMSR`, exec to exit) against the
 //! in-test XenAPI server, inside the TCG guest. The SR is made by sr_create on a LUN added for
 //! the purpose (4.2 GiB, sparse: 1,000 VDIs at lvm2's 4 MiB extent need 4 GB, more than any LUN
@@ -11,7 +11,13 @@
 //!
 //! Figures go to the test's output and to `<lab log dir>/bench-lvm.json`. Asserted: a scan runs
 //! exactly one lvm2 command and writes nothing when the records match; the times are reported,
-//! not asserted. Run with `xapi-tests/lab/run-suite lab bench_lvm`.
+//! not asserted.
+//!
+//! The second benchmark times `vdi_attach` + `vdi_activate` (and `vdi_deactivate` +
+//! `vdi_detach`) of one VDI with the tapdisk datapath and without it (the same plugin, its
+//! `SM_TOOL_DIRS` emptied so that it finds no `tap-ctl`: the LV's node in `params`), into
+//! `bench-lvm-datapath.json`. Asserted: which datapath each mode served.
+//! Run with `xapi-tests/lab/run-suite lab bench_lvm`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(
     clippy::disallowed_methods,
@@ -174,6 +180,17 @@ impl Exec {
         }
     }
 
+    /// The same plugin finding no tool outside the system directories (blktap's build is in
+    /// the lab's `SM_TOOL_DIRS`): no `tap-ctl`, so no tapdisk.
+    fn without_blktap(&self) -> Exec {
+        let mut env = self.env.clone();
+        env.push(("SM_TOOL_DIRS".into(), String::new()));
+        Exec {
+            plugin: self.plugin.clone(),
+            env,
+        }
+    }
+
     /// Runs `xml`; the wall time, the lvm2 commands it ran, and its stdout.
     fn run(&self, xml: &str, log: &Path) -> (Duration, Vec<String>, String) {
         let mut cmd = Cmd::new(self.plugin.display().to_string())
@@ -331,6 +348,81 @@ fn lab_bench_lvm_scan_1000_vdis() {
         serde_json::to_string_pretty(&summary).unwrap(),
     );
 
+    drop(clean);
+    remove_lun(&lab, lun, &dev, &paths);
+}
+
+/// `vdi`'s VDI-level methodCall of `cmd`.
+fn vdi_xml(c: &Calls, cmd: &str, args: &[&str], vdi: &str) -> String {
+    let r = c.xapi.vdi(vdi).map(|(r, _)| r).unwrap();
+    c.method_call(
+        cmd,
+        args,
+        &[("vdi_ref", &r), ("vdi_uuid", vdi), ("vdi_location", vdi)],
+    )
+}
+
+#[test]
+#[ignore = "lab"]
+fn lab_bench_lvm_attach_activate_with_and_without_tapdisk() {
+    const ROUNDS: usize = 5;
+    let Some(lab) = Lab::from_env() else { return };
+    let (lun, dev, paths) = add_lun(&lab, 512);
+    scrub(&[&dev]);
+    let clean = Scrubbed(vec![dev.clone()]);
+    let c = calls(SR, &[&dev]);
+    c.call("sr_create", &["0"]).unwrap();
+    c.call("sr_attach", &[]).unwrap();
+    let vdi = drivers::testing::uuid_of(&c.call("vdi_create", &[&(64 * MIB).to_string()]).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let with = Exec::new(&lab, &c, dir.path());
+    let without = with.without_blktap();
+    let mut summary = serde_json::Map::new();
+    for (mode, exec, served) in [
+        ("tapdisk", &with, "/run/blktap-control/nbd/"),
+        ("device", &without, "/dev/VG_XenStorage-"),
+    ] {
+        let (mut up, mut down) = (Vec::new(), Vec::new());
+        for i in 0..ROUNDS {
+            report(&format!("{mode} round {}:", i + 1));
+            let log = |n: &str| dir.path().join(format!("{mode}-{i}-{n}.log"));
+            let (a, _, out) = exec.run(&vdi_xml(&c, "vdi_attach", &["true"], &vdi), &log("attach"));
+            assert!(
+                !out.contains("<fault>") && out.contains(served),
+                "{mode}: {out}"
+            );
+            let (b, _, out) = exec.run(
+                &vdi_xml(&c, "vdi_activate", &["true"], &vdi),
+                &log("activate"),
+            );
+            assert!(!out.contains("<fault>"), "{mode}: {out}");
+            up.push(a + b);
+            let (d, _, out) = exec.run(
+                &vdi_xml(&c, "vdi_deactivate", &[], &vdi),
+                &log("deactivate"),
+            );
+            assert!(!out.contains("<fault>"), "{mode}: {out}");
+            let (e, _, out) = exec.run(&vdi_xml(&c, "vdi_detach", &[], &vdi), &log("detach"));
+            assert!(!out.contains("<fault>"), "{mode}: {out}");
+            down.push(d + e);
+        }
+        summary.insert(
+            mode.into(),
+            serde_json::json!({
+                "attach_activate_ms": up.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
+                "attach_activate_median_ms": ms(median(up.clone())),
+                "deactivate_detach_ms": down.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
+                "deactivate_detach_median_ms": ms(median(down.clone())),
+            }),
+        );
+    }
+    let summary = serde_json::Value::Object(summary);
+    report(&format!("bench-lvm-datapath: {summary}"));
+    let _ = std::fs::write(
+        lab.desc().log_dir.join("bench-lvm-datapath.json"),
+        serde_json::to_string_pretty(&summary).unwrap(),
+    );
+    c.call("sr_detach", &[]).unwrap();
     drop(clean);
     remove_lun(&lab, lun, &dev, &paths);
 }
