@@ -46,6 +46,24 @@ pub enum PrError {
         /// The holder's key.
         key: PrKey,
     },
+    /// A key no pool host owns (another cluster's, a guest cluster's) is registered on the LU,
+    /// and the SR's policy does not let us break it.
+    #[error(
+        "LUN {lu} {} foreign key {key} from {from}: not ours to break (the SR's {}=preempt would preempt it)",
+        if *.holds { "is reserved by" } else { "carries a registration of" },
+        crate::policy::KEY_FOREIGN
+    )]
+    Foreign {
+        /// The LU.
+        lu: String,
+        /// The foreign key.
+        key: PrKey,
+        /// Where it is registered from (`iqn,i,0x<isid> port N`, or `?` without READ FULL
+        /// STATUS).
+        from: String,
+        /// Whether it holds the reservation.
+        holds: bool,
+    },
     /// Two hosts of the pool derive the same key, or another initiator uses ours.
     #[error("reservation key {key} collision: {detail}")]
     KeyCollision {
@@ -110,6 +128,6 @@ fn list_types(types: &[PrType]) -> String {
 impl PrError {
     /// Whether this is a refusal because another live host holds the LU.
     pub fn is_in_use(&self) -> bool {
-        matches!(self, PrError::InUse { .. })
+        matches!(self, PrError::InUse { .. } | PrError::Foreign { .. })
     }
 }

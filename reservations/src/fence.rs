@@ -2,8 +2,9 @@
 //!
 //! A key is classified against the pool: a live pool host (never preempted by activation), a
 //! pool host xapi reports dead (`host_metrics.live` false), or a key no pool host owns (a
-//! host removed from the pool, another product). Only the last two are fenced, and only when
-//! the SR's [`Fencing`] policy allows; every fence is logged at `warn!` in SMlog.
+//! host removed from the pool, another cluster, a guest cluster). A dead host's key is fenced
+//! when the SR's [`Fencing`] policy allows; a key no pool host owns only when the SR also
+//! says [`Foreign::Preempt`]; every fence is logged at `warn!` in SMlog.
 
 use sm_core::scsi::PrOut;
 
@@ -11,7 +12,7 @@ use crate::engine::{Lu, OutResult};
 use crate::error::PrError;
 use crate::key::PrKey;
 use crate::path::PrPath;
-use crate::policy::{Fencing, Policy};
+use crate::policy::{Fencing, Foreign, Policy};
 use crate::pool::{Liveness, PoolKeys};
 
 /// What a registered key stands for.
@@ -70,7 +71,12 @@ impl Owners for NoPool {
 
 /// Whether the policy lets us fence `owner`.
 pub fn may_fence(policy: &Policy, owner: &Owner) -> bool {
-    !matches!(owner, Owner::Live(_)) && policy.fencing != Fencing::Never
+    policy.fencing != Fencing::Never
+        && match owner {
+            Owner::Live(_) => false,
+            Owner::Dead(_) => true,
+            Owner::Unknown(_) => policy.foreign == Foreign::Preempt,
+        }
 }
 
 /// Removes every registration of `victim` (and takes its reservation, if it holds one) by

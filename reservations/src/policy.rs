@@ -12,12 +12,35 @@ pub const KEY_TYPE: &str = "reservation-type";
 pub const KEY_FENCING: &str = "fencing";
 /// device_config / sm_config key: register with APTPL (persist through power loss).
 pub const KEY_APTPL: &str = "reservation-aptpl";
+/// device_config / sm_config key: what to do with a key no pool host owns.
+pub const KEY_FOREIGN: &str = "foreign-keys";
+
+/// What to do with a registration or reservation of a key no pool host owns: another
+/// cluster's, a guest cluster's, a host removed from the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Foreign {
+    /// Refuse the activation (fault 24 naming the key and where it is registered from): it
+    /// is not ours to break (the default).
+    Refuse,
+    /// Fence it as a dead host's key, when [`Fencing`] allows fencing at all.
+    Preempt,
+}
+
+impl Foreign {
+    /// The configuration word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Foreign::Refuse => "refuse",
+            Foreign::Preempt => "preempt",
+        }
+    }
+}
 
 /// What to do when the LU is reserved by a key whose host is not alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fencing {
-    /// PREEMPT AND ABORT the key of a host the pool reports dead, or of a key no pool host
-    /// owns, then reserve (the default).
+    /// PREEMPT AND ABORT the key of a host the pool reports dead (and a key no pool host
+    /// owns, when [`Foreign::Preempt`]), then reserve (the default).
     PreemptDead,
     /// As `PreemptDead`, but without aborting the victim's queued commands (PREEMPT): for
     /// arrays without PREEMPT AND ABORT (tgt, SPDK).
@@ -68,6 +91,8 @@ pub struct Policy {
     pub fencing: Fencing,
     /// APTPL on registration.
     pub aptpl: bool,
+    /// Keys no pool host owns.
+    pub foreign: Foreign,
 }
 
 impl Default for Policy {
@@ -76,6 +101,7 @@ impl Default for Policy {
             pr_type: PrType::WriteExclusiveRegistrantsOnly,
             fencing: Fencing::PreemptDead,
             aptpl: false,
+            foreign: Foreign::Refuse,
         }
     }
 }
@@ -121,6 +147,16 @@ impl Policy {
                 why: "preempt-dead, preempt-dead-no-abort or never",
             })?;
         }
+        if let Some(v) = get(KEY_FOREIGN) {
+            p.foreign = [Foreign::Refuse, Foreign::Preempt]
+                .into_iter()
+                .find(|f| f.as_str() == v)
+                .ok_or_else(|| PolicyError {
+                    key: KEY_FOREIGN,
+                    value: v.into(),
+                    why: "refuse or preempt",
+                })?;
+        }
         if let Some(v) = get(KEY_APTPL) {
             p.aptpl = match v {
                 "true" | "1" | "yes" => true,
@@ -150,10 +186,11 @@ impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "type {}, fencing {}, aptpl {}",
+            "type {}, fencing {}, aptpl {}, foreign keys {}",
             self.pr_type,
             self.fencing.as_str(),
-            self.aptpl
+            self.aptpl,
+            self.foreign.as_str()
         )
     }
 }
@@ -185,7 +222,13 @@ mod tests {
         assert_eq!(p.pr_type, PrType::ExclusiveAccessRegistrantsOnly);
         assert_eq!(p.fencing, Fencing::Never);
         assert!(p.aptpl && p.register_opts().aptpl);
-        assert_eq!(p.to_string(), "type EA-RO (6), fencing never, aptpl true");
+        assert_eq!(p.foreign, Foreign::Refuse, "foreign keys are refused by default");
+        assert_eq!(
+            p.to_string(),
+            "type EA-RO (6), fencing never, aptpl true, foreign keys refuse"
+        );
+        let p = Policy::from_config(&m(&[("foreign-keys", "preempt")]), &m(&[])).unwrap();
+        assert_eq!(p.foreign, Foreign::Preempt);
     }
 
     #[test]
@@ -196,5 +239,7 @@ mod tests {
         }
         assert!(Policy::from_config(&m(&[("fencing", "always")]), &m(&[])).is_err());
         assert!(Policy::from_config(&m(&[("reservation-aptpl", "maybe")]), &m(&[])).is_err());
+        let e = Policy::from_config(&m(&[("foreign-keys", "always")]), &m(&[])).unwrap_err();
+        assert_eq!(e.key, KEY_FOREIGN);
     }
 }

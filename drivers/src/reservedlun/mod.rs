@@ -90,7 +90,11 @@ pub const CONFIGURATION: &[ConfigKey] = &[
     },
     ConfigKey {
         key: "fencing",
-        description: "when the LUN is reserved by a host the pool reports dead or by a key of no pool host: preempt-dead (PREEMPT AND ABORT; default), preempt-dead-no-abort (PREEMPT, for arrays without PREEMPT AND ABORT) or never (fault 24); also read from the SR's sm_config",
+        description: "when the LUN is reserved by a host the pool reports dead (or by a key of no pool host, with foreign-keys=preempt): preempt-dead (PREEMPT AND ABORT; default), preempt-dead-no-abort (PREEMPT, for arrays without PREEMPT AND ABORT) or never (fault 24); also read from the SR's sm_config",
+    },
+    ConfigKey {
+        key: "foreign-keys",
+        description: "when a key no pool host owns (another cluster's, a guest cluster's, a removed host's) is registered on or reserves the LUN: refuse (fault 24 naming the key and its initiator; default) or preempt (fenced as a dead host's key); also read from the SR's sm_config",
     },
     ConfigKey {
         key: "reservation-aptpl",

@@ -417,6 +417,55 @@ fn a_dead_holder_is_fenced_and_its_record_dropped() {
 }
 
 #[test]
+fn a_foreign_reservation_is_refused_unless_the_sr_s_sm_config_says_preempt() {
+    let env = env();
+    let v = create(&env, 100 * MIB).unwrap();
+    // Another cluster's node, on host A's initiator port, holds the LUN with its own key.
+    let foreign = 0xf0f0_0000_0000_00a1;
+    let a_path = &env.hosts[0].0.fake_paths(&v.location)[0];
+    scsi::pr_register(a_path, 0, foreign, scsi::RegisterOpts::default()).unwrap();
+    scsi::pr_reserve(a_path, foreign, scsi::PrType::WriteExclusiveRegistrantsOnly).unwrap();
+    let e = env
+        .call(1, Command::VdiActivate, Some(&v.uuid), |d, cx| {
+            d.vdi_activate(cx, true)
+        })
+        .unwrap_err();
+    assert_eq!(e.code, SmCode::VDIInUse);
+    let text = sm_core::errors::error_chain(&e);
+    assert!(
+        text.contains("foreign key 0xf0f00000000000a1")
+            && text.contains("iqn.2026-01.test.lab:host-a")
+            && text.contains("foreign-keys=preempt"),
+        "{text}"
+    );
+    let lu = env.lu(&v.location);
+    assert_eq!(lu.reservation().map(|r| r.0), Some(foreign));
+    assert!(lu.registrations().iter().all(|r| r.key == foreign));
+    assert!(
+        !env.sm_config(&v.uuid)
+            .contains_key(&format!("host_{}", env.host_ref(1))),
+        "no record for a refused activation"
+    );
+
+    // The SR's sm_config (xapi sends it only with sr_probe: read through XenAPI).
+    env.emu()
+        .write(|db| {
+            let sr = db.get_mut("SR", &env.sr_ref)?;
+            let mut sm = sr.map("sm_config");
+            sm.insert("foreign-keys".into(), "preempt".into());
+            sr.put_map("sm_config", &sm);
+            Ok(())
+        })
+        .unwrap();
+    env.call(1, Command::VdiActivate, Some(&v.uuid), |d, cx| {
+        d.vdi_activate(cx, true)
+    })
+    .unwrap();
+    assert_eq!(lu.reservation().map(|r| r.0), Some(env.key(1).get()));
+    assert!(lu.registrations().iter().all(|r| r.key == env.key(1).get()));
+}
+
+#[test]
 fn sr_attach_removes_registrations_left_by_a_crash() {
     let env = env();
     let v = create(&env, 100 * MIB).unwrap();

@@ -26,7 +26,18 @@ impl<'a> Exclusive<'a> {
                 if s0.has(self.me) {
                     self.back_off(&usable);
                 }
-                return Err(self.in_use(&owner, r.key));
+                return Err(self.in_use(&owner, r.key, &s0));
+            }
+        }
+        // A key no pool host owns is another cluster's or a guest cluster's: registered
+        // alone it can still write under our reservation, and preempting it breaks theirs.
+        for k in s0.other_keys(self.me) {
+            let owner = self.owners.owner(k)?;
+            if matches!(owner, Owner::Unknown(_)) && !fence::may_fence(self.policy, &owner) {
+                if s0.has(self.me) && !s0.held_by(self.me) {
+                    self.back_off(&usable);
+                }
+                return Err(self.in_use(&owner, k, &s0));
             }
         }
         if s0.held_by(self.me) && self.unregistered(&s0, &usable).is_empty() {
@@ -55,7 +66,7 @@ impl<'a> Exclusive<'a> {
                     let owner = self.owners.owner(r.key)?;
                     if !fence::may_fence(self.policy, &owner) {
                         self.back_off(&usable);
-                        return Err(self.in_use(&owner, r.key));
+                        return Err(self.in_use(&owner, r.key, &state));
                     }
                     self.fence_key(&registered, r.key, &owner, &mut report)?;
                 }

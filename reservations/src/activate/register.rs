@@ -173,8 +173,21 @@ impl<'a> Exclusive<'a> {
         }
     }
 
-    pub(super) fn in_use(&self, owner: &Owner, key: u64) -> PrError {
+    /// The refusal for `key` of `owner` in `state`: a foreign key is named with where it is
+    /// registered from.
+    pub(super) fn in_use(&self, owner: &Owner, key: u64, state: &LuState) -> PrError {
         match PrKey::new(key) {
+            Ok(k) if matches!(owner, Owner::Unknown(_)) => PrError::Foreign {
+                lu: self.lu.id().into(),
+                key: k,
+                from: state
+                    .registrations
+                    .iter()
+                    .find(|r| r.key == key)
+                    .map(|r| r.describe_nexus())
+                    .unwrap_or_else(|| "?".into()),
+                holds: state.reservation.is_some_and(|r| r.key == key),
+            },
             Ok(key) => PrError::InUse {
                 lu: self.lu.id().into(),
                 holder: owner.name().into(),

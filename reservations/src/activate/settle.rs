@@ -2,9 +2,8 @@
 //! stale nexuses, other keys, unregistered paths), then verify it.
 
 use crate::error::PrError;
-use crate::fence::Owner;
+use crate::fence::{self, Owner};
 use crate::path::PrPath;
-use crate::policy::Fencing;
 use crate::state::LuState;
 
 use super::{Exclusive, MAX_ROUNDS, Report};
@@ -65,14 +64,15 @@ impl<'a> Exclusive<'a> {
             let mut changed = false;
             for k in others {
                 let owner = self.owners.owner(k)?;
-                if matches!(owner, Owner::Live(_)) || self.policy.fencing != Fencing::Never {
+                if matches!(owner, Owner::Live(_)) || fence::may_fence(self.policy, &owner) {
                     self.fence_key(&[via], k, &owner, report)?;
                     changed = true;
                 } else {
                     tracing::warn!(
                         lu = self.lu.id(),
-                        "{} stays registered: fencing is off for this SR",
-                        owner.name()
+                        "{} stays registered: this SR's policy does not fence it ({})",
+                        owner.name(),
+                        self.policy
                     );
                 }
             }

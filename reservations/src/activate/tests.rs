@@ -238,7 +238,7 @@ fn dead_holder_is_preempted_and_aborted_then_its_writes_conflict() {
 }
 
 #[test]
-fn unknown_keys_are_fenced_unless_the_policy_says_never() {
+fn foreign_keys_are_refused_by_default_and_fenced_only_when_the_sr_says_so() {
     let fake = FakeLu::default();
     let a = host(&fake, IQN_A, 0x23d000000);
     let b = host(&fake, IQN_B, 0x23d000100);
@@ -248,16 +248,62 @@ fn unknown_keys_are_fenced_unless_the_policy_says_never() {
     x(&Lu::new(fake.wwid(), &a.paths), stranger, &policy, &owners)
         .acquire()
         .unwrap();
+    let lu_b = Lu::new(fake.wwid(), &b.paths);
+    let outs = pr_outs(&fake);
+    let e = x(&lu_b, key_b(), &policy, &owners).acquire().unwrap_err();
+    assert!(matches!(e, PrError::Foreign { holds: true, .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        e.is_in_use()
+            && text.contains("is reserved by foreign key 0x00000000000000a1")
+            && text.contains(IQN_A)
+            && text.contains("foreign-keys=preempt"),
+        "{text}"
+    );
+    assert_eq!(pr_outs(&fake), outs, "nothing sent to the LU");
+    assert_eq!(fake.reservation().map(|r| r.0), Some(0xa1));
     let never = Policy {
         fencing: crate::policy::Fencing::Never,
+        foreign: crate::policy::Foreign::Preempt,
         ..Policy::default()
     };
-    let lu_b = Lu::new(fake.wwid(), &b.paths);
     let e = x(&lu_b, key_b(), &never, &owners).acquire().unwrap_err();
-    assert!(e.is_in_use() && e.to_string().contains("0xa1"), "{e}");
-    let r = x(&lu_b, key_b(), &policy, &owners).acquire().unwrap();
+    assert!(e.is_in_use(), "fencing never wins: {e}");
+    let preempt = Policy {
+        foreign: crate::policy::Foreign::Preempt,
+        ..Policy::default()
+    };
+    let r = x(&lu_b, key_b(), &preempt, &owners).acquire().unwrap();
     assert_eq!(r.fenced.len(), 1);
     assert_eq!(fake.reservation().map(|r| r.0), Some(key_b().get()));
+}
+
+#[test]
+fn a_foreign_registration_without_a_reservation_is_not_broken_either() {
+    let fake = FakeLu::default();
+    let a = host(&fake, IQN_A, 0x23d000000);
+    let b = host(&fake, IQN_B, 0x23d000100);
+    let stranger = PrKey::new(0xa2).unwrap();
+    let owners = Table::default();
+    let policy = Policy::default();
+    let lu_a = Lu::new(fake.wwid(), &a.paths);
+    let refs: Vec<&PrPath> = a.paths.iter().collect();
+    x(&lu_a, stranger, &policy, &owners)
+        .register_on(&refs, stranger.get(), &mut Report::default())
+        .unwrap();
+    let lu_b = Lu::new(fake.wwid(), &b.paths);
+    let e = x(&lu_b, key_b(), &policy, &owners).acquire().unwrap_err();
+    assert!(
+        matches!(e, PrError::Foreign { holds: false, .. })
+            && e.to_string().contains("carries a registration of foreign key"),
+        "{e}"
+    );
+    assert_eq!(fake.reservation(), None);
+    assert!(
+        fake.registrations().iter().all(|g| g.key == 0xa2),
+        "the stranger's registrations stay, and none of ours: {:?}",
+        fake.registrations()
+    );
 }
 
 #[test]
