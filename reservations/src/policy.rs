@@ -222,7 +222,11 @@ mod tests {
         assert_eq!(p.pr_type, PrType::ExclusiveAccessRegistrantsOnly);
         assert_eq!(p.fencing, Fencing::Never);
         assert!(p.aptpl && p.register_opts().aptpl);
-        assert_eq!(p.foreign, Foreign::Refuse, "foreign keys are refused by default");
+        assert_eq!(
+            p.foreign,
+            Foreign::Refuse,
+            "foreign keys are refused by default"
+        );
         assert_eq!(
             p.to_string(),
             "type EA-RO (6), fencing never, aptpl true, foreign keys refuse"

@@ -295,7 +295,8 @@ fn a_foreign_registration_without_a_reservation_is_not_broken_either() {
     let e = x(&lu_b, key_b(), &policy, &owners).acquire().unwrap_err();
     assert!(
         matches!(e, PrError::Foreign { holds: false, .. })
-            && e.to_string().contains("carries a registration of foreign key"),
+            && e.to_string()
+                .contains("carries a registration of foreign key"),
         "{e}"
     );
     assert_eq!(fake.reservation(), None);

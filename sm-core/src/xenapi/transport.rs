@@ -1,11 +1,13 @@
 //! HTTP/1.1 POST of an XML-RPC body to xapi over a Unix socket (`/var/lib/xcp/xapi`) or TCP,
-//! with keep-alive and a deadline on every read and write.
+//! with keep-alive and one deadline per request: every read and write of a request and its
+//! response share it, so a slow or hung xapi fails the call within the deadline whatever it
+//! trickles (a timeout is never retried: xapi may have acted on the request).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where xapi listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +69,14 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
+    /// xapi did not answer within the deadline (it may still have acted on the request).
+    #[error("xapi at {endpoint} did not answer within {} s (it may still have acted on the call)", .after.as_secs_f64())]
+    Timeout {
+        /// Where.
+        endpoint: String,
+        /// The deadline.
+        after: Duration,
+    },
     /// Reading or writing failed.
     #[error("xapi connection failed: {0}")]
     Io(#[from] std::io::Error),
@@ -75,19 +85,86 @@ pub enum TransportError {
     Http(String),
 }
 
-trait Stream: Read + Write + Send {}
-impl<T: Read + Write + Send> Stream for T {}
+/// The socket of a connection.
+enum Socket {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+/// A connection whose reads and writes wait at most until the current request's deadline.
+struct Timed {
+    socket: Socket,
+    deadline: Instant,
+}
+
+impl Timed {
+    fn remaining(&self) -> std::io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(std::io::ErrorKind::TimedOut.into())
+        } else {
+            Ok(left)
+        }
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = Some(self.remaining()?);
+        match &mut self.socket {
+            Socket::Unix(s) => {
+                s.set_read_timeout(left)?;
+                s.read(buf)
+            }
+            Socket::Tcp(s) => {
+                s.set_read_timeout(left)?;
+                s.read(buf)
+            }
+        }
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let left = Some(self.remaining()?);
+        match &mut self.socket {
+            Socket::Unix(s) => {
+                s.set_write_timeout(left)?;
+                s.write(buf)
+            }
+            Socket::Tcp(s) => {
+                s.set_write_timeout(left)?;
+                s.write(buf)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.socket {
+            Socket::Unix(s) => s.flush(),
+            Socket::Tcp(s) => s.flush(),
+        }
+    }
+}
+
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    )
+}
 
 /// One keep-alive connection to xapi, reopened when the server closes it.
 pub struct Transport {
     endpoint: Endpoint,
     timeout: Duration,
-    conn: Option<BufReader<Box<dyn Stream>>>,
+    conn: Option<BufReader<Timed>>,
     headers: Vec<(String, String)>,
 }
 
 impl Transport {
-    /// A transport to `endpoint`; every read/write waits at most `timeout`.
+    /// A transport to `endpoint`; every request (connecting, sending, the whole response)
+    /// takes at most `timeout`.
     pub fn new(endpoint: Endpoint, timeout: Duration) -> Transport {
         Transport {
             endpoint,
@@ -102,44 +179,74 @@ impl Transport {
         self.headers.push((k.to_string(), v.to_string()));
     }
 
-    fn connect(&self) -> Result<BufReader<Box<dyn Stream>>, TransportError> {
+    fn connect(&self, deadline: Instant) -> Result<BufReader<Timed>, TransportError> {
         let err = |source| TransportError::Connect {
             endpoint: self.endpoint.to_string(),
             source,
         };
-        let s: Box<dyn Stream> = match &self.endpoint {
-            Endpoint::Unix(p) => {
-                let s = UnixStream::connect(p).map_err(err)?;
-                s.set_read_timeout(Some(self.timeout)).map_err(err)?;
-                s.set_write_timeout(Some(self.timeout)).map_err(err)?;
-                Box::new(s)
-            }
+        let socket = match &self.endpoint {
+            Endpoint::Unix(p) => Socket::Unix(UnixStream::connect(p).map_err(err)?),
             Endpoint::Tcp(h) => {
-                let s = TcpStream::connect(h).map_err(err)?;
-                s.set_read_timeout(Some(self.timeout)).map_err(err)?;
-                s.set_write_timeout(Some(self.timeout)).map_err(err)?;
+                use std::net::ToSocketAddrs;
+                let mut last = std::io::Error::new(
+                    std::io::ErrorKind::AddrNotAvailable,
+                    "no address for the host",
+                );
+                let mut found = None;
+                for a in h.to_socket_addrs().map_err(err)? {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        last = std::io::ErrorKind::TimedOut.into();
+                        break;
+                    }
+                    match TcpStream::connect_timeout(&a, left) {
+                        Ok(s) => {
+                            found = Some(s);
+                            break;
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                let s = found.ok_or_else(|| err(last))?;
                 let _ = s.set_nodelay(true);
-                Box::new(s)
+                Socket::Tcp(s)
             }
         };
-        Ok(BufReader::new(s))
+        Ok(BufReader::new(Timed { socket, deadline }))
     }
 
     /// POSTs `body` and returns the response body. Retries once on a stale keep-alive connection.
+    /// A timeout is never retried: xapi may have acted on the request.
     pub fn post(&mut self, body: &str) -> Result<String, TransportError> {
+        let deadline = Instant::now() + self.timeout;
         let reused = self.conn.is_some();
-        match self.post_once(body) {
-            Err(TransportError::Io(_)) if reused => {
+        let r = match self.post_once(body, deadline) {
+            Err(TransportError::Io(e)) if reused && !timed_out(&e) => {
                 self.conn = None;
-                self.post_once(body)
+                self.post_once(body, deadline)
             }
             r => r,
+        };
+        match r {
+            Err(TransportError::Io(e)) if timed_out(&e) => {
+                self.conn = None;
+                Err(TransportError::Timeout {
+                    endpoint: self.endpoint.to_string(),
+                    after: self.timeout,
+                })
+            }
+            Err(e) => {
+                self.conn = None;
+                Err(e)
+            }
+            ok => ok,
         }
     }
 
-    fn post_once(&mut self, body: &str) -> Result<String, TransportError> {
-        if self.conn.is_none() {
-            self.conn = Some(self.connect()?);
+    fn post_once(&mut self, body: &str, deadline: Instant) -> Result<String, TransportError> {
+        match &mut self.conn {
+            Some(c) => c.get_mut().deadline = deadline,
+            None => self.conn = Some(self.connect(deadline)?),
         }
         let host = match &self.endpoint {
             Endpoint::Unix(_) => "localhost".to_string(),
@@ -247,6 +354,48 @@ pub fn read_response(r: &mut impl BufRead) -> Result<(String, bool), TransportEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that accepts, reads the request, then sends `reply` one byte every `gap`.
+    fn slow_server(reply: &'static [u8], gap: Duration) -> (tempfile::TempDir, Endpoint) {
+        let d = tempfile::tempdir().unwrap();
+        let sock = d.path().join("xapi");
+        let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = l.accept() {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                for b in reply {
+                    std::thread::sleep(gap);
+                    if s.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(5));
+            }
+        });
+        (d, Endpoint::Unix(sock))
+    }
+
+    #[test]
+    fn a_hung_or_trickling_xapi_fails_the_call_at_the_deadline_and_says_so() {
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        for gap in [Duration::from_secs(30), Duration::from_millis(60)] {
+            let (_d, ep) = slow_server(ok, gap);
+            let mut t = Transport::new(ep, Duration::from_millis(500));
+            let started = Instant::now();
+            let e = t.post("<x/>").unwrap_err();
+            let took = started.elapsed();
+            assert!(matches!(e, TransportError::Timeout { .. }), "{e:?}");
+            assert!(e.to_string().contains("did not answer within 0.5 s"), "{e}");
+            assert!(
+                took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+                "{gap:?}: {took:?}"
+            );
+        }
+        let (_d, ep) = slow_server(ok, Duration::from_millis(1));
+        let mut t = Transport::new(ep, Duration::from_secs(5));
+        assert_eq!(t.post("<x/>").unwrap(), "ok");
+    }
 
     #[test]
     fn parses_endpoints() {
