@@ -601,3 +601,87 @@ fn lab2_reservedlun_dead_host_is_fenced_and_a_lun_without_pr_is_refused() {
         "{e:?}"
     );
 }
+
+/// A LUN reserved by an initiator with a key no pool host owns (another cluster's node: here
+/// host B's initiator with a key of its own, made with sg_persist) is not ours to break:
+/// vdi_activate on A is refused with fault 24 naming the key and the initiator, and the array
+/// is left exactly as it was; with the SR's sm_config `foreign-keys=preempt` the activation
+/// fences it and A's key holds the LUN.
+#[test]
+#[ignore = "lab2"]
+fn lab2_reservedlun_a_foreign_reservation_is_not_ours_to_break() {
+    let Some(lab) = Lab::from_env() else { return };
+    let p = start(&lab);
+    let vdi_uuid = p.xe_ok(&[
+        "vdi-create",
+        &format!("sr-uuid={}", p.sr),
+        "name-label=data",
+        "type=user",
+        "virtual-size=200MiB",
+    ]);
+    let vdi = p.vdi_ref(&vdi_uuid);
+    let wwid = p.location(&vdi);
+    let lun = p.lun_of(&wwid);
+    let bdev = lab.host_b_lun(lun).unwrap().paths[0]
+        .dev_path()
+        .display()
+        .to_string();
+    let foreign = "0xf0f00000000000a1";
+    let b = lab.host_b().unwrap();
+    for args in [
+        vec!["--register", "--param-sark", foreign],
+        vec!["--reserve", "--param-rk", foreign, "--prout-type=5"],
+    ] {
+        let mut argv = vec!["sg_persist", "--out"];
+        argv.extend(args);
+        argv.push(&bdev);
+        b.check(&AgentRequest::new(argv)).unwrap();
+    }
+    let before = lab.array().pr_view(lun).unwrap();
+    assert_eq!(before.keys(), vec![0xf0f0_0000_0000_00a1], "{before:?}");
+
+    let e = p.dp(0, &vdi, "vm-a", rw(true)).unwrap_err();
+    assert_eq!(e[0], "VDI_IN_USE", "{e:?}\n{}", p.smlog_tail());
+    let (code, text) = p.last_call("vdi_activate").fault.unwrap();
+    assert_eq!(code, 24, "{text}");
+    let b_iqn = lab.host_b_desc().unwrap().iqn.clone();
+    assert!(
+        text.contains("foreign key 0xf0f00000000000a1")
+            && text.contains(&b_iqn)
+            && text.contains("foreign-keys=preempt"),
+        "names the key and its initiator: {text}"
+    );
+    out(&format!("RL-FOREIGN {text}"));
+    let after = lab.array().pr_view(lun).unwrap();
+    assert_eq!(
+        (after.generation, &after.registrations, &after.reservation),
+        (before.generation, &before.registrations, &before.reservation),
+        "nothing sent to the LUN"
+    );
+    assert!(
+        !p.sm_config(&vdi)
+            .contains_key(&format!("host_{}", p.host(0).0)),
+        "no activation record"
+    );
+
+    // SR.sm_config is read-only for xe (set at sr-create, or through XenAPI as here).
+    p.emu()
+        .write(|db| {
+            let sr = db.by_uuid("SR", &p.sr)?;
+            let rec = db.get_mut("SR", &sr)?;
+            let mut sm = rec.map("sm_config");
+            sm.insert("foreign-keys".into(), "preempt".into());
+            rec.put_map("sm_config", &sm);
+            Ok(())
+        })
+        .unwrap();
+    p.dp(0, &vdi, "vm-a", rw(true))
+        .unwrap_or_else(|e| panic!("with foreign-keys=preempt: {e:?}\n{}", p.smlog_tail()));
+    let view = lab.array().pr_view(lun).unwrap();
+    assert_eq!(view.keys(), vec![p.key(0)], "{view:?}");
+    let w = write_on_b(&lab, lun).unwrap_err();
+    assert!(is_conflict(&w), "the foreign initiator is fenced: {w}");
+    write_on_a(&lab, lun).unwrap();
+    p.dp(0, &vdi, "vm-a", None).unwrap();
+    assert!(lab.array().pr_view(lun).unwrap().keys().is_empty());
+}
