@@ -73,6 +73,7 @@ impl From<&reservations::PrError> for Exit {
             | E::TypeUnsupported { .. }
             | E::NoUsablePath { .. }
             | E::InUse { .. }
+            | E::Foreign { .. }
             | E::KeyCollision { .. }
             | E::NotVerified { .. }
             | E::Scsi { .. }

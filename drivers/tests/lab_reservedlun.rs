@@ -655,7 +655,11 @@ fn lab2_reservedlun_a_foreign_reservation_is_not_ours_to_break() {
     let after = lab.array().pr_view(lun).unwrap();
     assert_eq!(
         (after.generation, &after.registrations, &after.reservation),
-        (before.generation, &before.registrations, &before.reservation),
+        (
+            before.generation,
+            &before.registrations,
+            &before.reservation
+        ),
         "nothing sent to the LUN"
     );
     assert!(

@@ -39,10 +39,51 @@ pub fn image_path(dir: &Path, loc: &str) -> PathBuf {
     dir.join(format!("{loc}{VHD_EXT}"))
 }
 
-/// A temporary name beside the image of `loc` for an image being written (`purpose` tells apart
-/// concurrent kinds of work); it is dot-prefixed, so scans ignore it.
-pub fn temp_path(dir: &Path, loc: &str, purpose: &str) -> PathBuf {
-    dir.join(format!(".{loc}{VHD_EXT}.{purpose}"))
+/// How long an untagged temporary file (made by a version before host tags) must have been
+/// left untouched before it counts as a dead call's.
+pub const UNTAGGED_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The tag of the host writing a temporary file: the uuid part of its ref (only ASCII letters,
+/// digits and `-`), `local` without one.
+pub fn host_tag(host_ref: &str) -> String {
+    let id = host_ref.rsplit(':').next().unwrap_or_default();
+    let tag: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(64)
+        .collect();
+    if tag.is_empty() { "local".into() } else { tag }
+}
+
+/// A temporary name beside the image of `loc` for an image host `host` ([`host_tag`]) is
+/// writing (`purpose` tells apart concurrent kinds of work); it is dot-prefixed, so scans
+/// ignore it.
+pub fn temp_path(dir: &Path, loc: &str, purpose: &str, host: &str) -> PathBuf {
+    dir.join(format!(".{loc}{VHD_EXT}.{purpose}@{host}"))
+}
+
+/// The temporary files in `dir` that a dead call left: every one tagged with `host` (the
+/// caller holds the SR lock, so no call of this host is writing one), and untagged ones not
+/// modified for [`UNTAGGED_STALE_AFTER`]. Another host's (a shared SR) are left to it.
+pub fn stale_temp_files(dir: &Path, host: &str) -> std::io::Result<Vec<PathBuf>> {
+    let mine = format!("@{host}");
+    let mut out = Vec::new();
+    for p in list_temp_files(dir)? {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let stale = match name.rsplit_once('@') {
+            Some(_) => name.ends_with(&mine),
+            None => std::fs::metadata(&p)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= UNTAGGED_STALE_AFTER),
+        };
+        if stale {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The locations of the images in `dir`, sorted.
@@ -140,6 +181,32 @@ mod tests {
             list_temp_files(d.path()).unwrap(),
             vec![d.path().join(".c.vhd.copy")]
         );
+    }
+
+    #[test]
+    fn a_host_s_stale_temp_files_are_its_own_and_old_untagged_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let me = host_tag("OpaqueRef:1111-aaaa");
+        assert_eq!(me, "1111-aaaa");
+        assert_eq!(host_tag(""), "local");
+        assert_eq!(host_tag("OpaqueRef:../x y"), "xy");
+        let mine = temp_path(d.path(), "a", "copy", &me);
+        let other = temp_path(d.path(), "b", "copy", "2222-bbbb");
+        let fresh = d.path().join(".c.vhd.copy");
+        let old = d.path().join(".d.vhd.resize");
+        for f in [&mine, &other, &fresh, &old] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        let hour_ago = std::time::SystemTime::now() - UNTAGGED_STALE_AFTER;
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        let mut want = vec![mine, old];
+        want.sort();
+        assert_eq!(stale_temp_files(d.path(), &me).unwrap(), want);
     }
 
     #[test]

@@ -62,6 +62,41 @@ pub trait Backing: Sync {
 /// A file-based SR driver: the backing's SR calls plus the shared VDI handling.
 pub struct FileBasedSr<B>(pub B);
 
+impl<B: Backing> FileBasedSr<B> {
+    /// The VDI directory, after removing the temporary images a killed call of this host
+    /// left there ([`layout::stale_temp_files`]). For calls that hold the SR lock only.
+    fn reaped_dir(&self, cx: &Ctx<'_>) -> SmResult<PathBuf> {
+        let dir = self.0.vdi_dir(cx)?;
+        reap(cx, &dir);
+        Ok(dir)
+    }
+}
+
+/// Removes the temporary images a killed call of this host left in `dir` (a snapshot's
+/// full-size copy, a resize's new image); failures are logged, never returned.
+fn reap(cx: &Ctx<'_>, dir: &std::path::Path) {
+    let stale = match layout::stale_temp_files(dir, &layout::host_tag(&cx.req.host_ref)) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), "cannot list temporary files: {e}");
+            return;
+        }
+    };
+    for f in stale {
+        let bytes = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+        match std::fs::remove_file(&f) {
+            Ok(()) => tracing::warn!(
+                file = %f.display(),
+                bytes,
+                "removed a temporary image left by a call that died"
+            ),
+            Err(e) => {
+                tracing::warn!(file = %f.display(), "cannot remove a dead call's temporary image: {e}")
+            }
+        }
+    }
+}
+
 /// Fault 16 SRInUse when any VDI of the SR still has a datapath on this host.
 fn refuse_if_vdis_attached(cx: &Ctx<'_>) -> SmResult<()> {
     let sr = cx.sr_uuid()?;
@@ -95,20 +130,22 @@ impl<B: Backing> Driver for FileBasedSr<B> {
             .0
             .vdi_dir(cx)
             .and_then(|dir| scan::refuse_sm_content(&dir));
-        if let Err(e) = refused {
-            if let Err(undo) = self.0.sr_detach(cx) {
-                tracing::warn!("cannot undo sr_attach after refusing the SR: {undo}");
+        match refused {
+            Err(e) => {
+                if let Err(undo) = self.0.sr_detach(cx) {
+                    tracing::warn!("cannot undo sr_attach after refusing the SR: {undo}");
+                }
+                Err(e)
             }
-            return Err(e);
+            Ok(()) => self.reaped_dir(cx).map(drop),
         }
-        Ok(())
     }
     fn sr_detach(&self, cx: &Ctx<'_>) -> SmResult<()> {
         refuse_if_vdis_attached(cx)?;
         self.0.sr_detach(cx)
     }
     fn sr_scan(&self, cx: &Ctx<'_>) -> SmResult<()> {
-        scan::scan(cx, &self.0.vdi_dir(cx)?)
+        scan::scan(cx, &self.reaped_dir(cx)?)
     }
     fn sr_update(&self, cx: &Ctx<'_>) -> SmResult<()> {
         scan::update_sizes(cx, &self.0.vdi_dir(cx)?)
@@ -117,10 +154,10 @@ impl<B: Backing> Driver for FileBasedSr<B> {
         self.0.sr_probe(cx)
     }
     fn vdi_create(&self, cx: &Ctx<'_>, args: &VdiCreate) -> SmResult<VdiLocation> {
-        vdi::create(cx, &self.0.vdi_dir(cx)?, args)
+        vdi::create(cx, &self.reaped_dir(cx)?, args)
     }
     fn vdi_delete(&self, cx: &Ctx<'_>) -> SmResult<()> {
-        vdi::delete(cx, &self.0.vdi_dir(cx)?)
+        vdi::delete(cx, &self.reaped_dir(cx)?)
     }
     fn vdi_attach(&self, cx: &Ctx<'_>, writable: bool) -> SmResult<AttachInfo> {
         vdi::attach(cx, &self.0.vdi_dir(cx)?, writable)
@@ -145,13 +182,13 @@ impl<B: Backing> Driver for FileBasedSr<B> {
         activation::deactivate(cx)
     }
     fn vdi_snapshot(&self, cx: &Ctx<'_>) -> SmResult<VdiLocation> {
-        vdi::copy(cx, &self.0.vdi_dir(cx)?, vdi::CopyKind::Snapshot)
+        vdi::copy(cx, &self.reaped_dir(cx)?, vdi::CopyKind::Snapshot)
     }
     fn vdi_clone(&self, cx: &Ctx<'_>) -> SmResult<VdiLocation> {
-        vdi::copy(cx, &self.0.vdi_dir(cx)?, vdi::CopyKind::Clone)
+        vdi::copy(cx, &self.reaped_dir(cx)?, vdi::CopyKind::Clone)
     }
     fn vdi_resize(&self, cx: &Ctx<'_>, new_size: u64) -> SmResult<VdiLocation> {
-        vdi::resize(cx, &self.0.vdi_dir(cx)?, new_size)
+        vdi::resize(cx, &self.reaped_dir(cx)?, new_size)
     }
     fn vdi_update(&self, cx: &Ctx<'_>) -> SmResult<()> {
         vdi::update(cx, &self.0.vdi_dir(cx)?)

@@ -169,7 +169,7 @@ pub fn create(cx: &Ctx<'_>, dir: &Path, args: &VdiCreate) -> SmResult<VdiLocatio
             format!("{} exists", path.display()),
         ));
     }
-    let tmp = layout::temp_path(dir, &loc, "create");
+    let tmp = layout::temp_path(dir, &loc, "create", &layout::host_tag(&cx.req.host_ref));
     let runner = cx.host.runner.as_ref();
     let info = build_image(dir, &tmp, &path, SmCode::VDICreate, |t| {
         qemu_img::create(runner, t, size)
@@ -336,7 +336,7 @@ pub fn copy(cx: &Ctx<'_>, dir: &Path, kind: CopyKind) -> SmResult<VdiLocation> {
         .map_err(|e| SmError::new(code, e))?;
     let new = VdiUuid::random().to_string();
     let dst = layout::image_path(dir, &new);
-    let tmp = layout::temp_path(dir, &new, "copy");
+    let tmp = layout::temp_path(dir, &new, "copy", &layout::host_tag(&cx.req.host_ref));
     let (dp, open) = datapath(cx, dir)?;
     let runner = cx.host.runner.as_ref();
     let info = match (&open, dp.kind()) {
@@ -414,7 +414,7 @@ pub fn resize(cx: &Ctx<'_>, dir: &Path, new_size: u64) -> SmResult<VdiLocation> 
         ));
     }
     if size > current {
-        let tmp = layout::temp_path(dir, &loc, "resize");
+        let tmp = layout::temp_path(dir, &loc, "resize", &layout::host_tag(&cx.req.host_ref));
         let runner = cx.host.runner.as_ref();
         let grown = qemu_img::create(runner, &tmp, size)
             .and_then(|()| qemu_img::convert_into_existing(runner, &path, &tmp))

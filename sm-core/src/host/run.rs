@@ -418,6 +418,9 @@ impl Runner for SystemRunner {
             .stderr(err_stdio)
             .env("LC_ALL", "C")
             .process_group(0);
+        if !cmd.daemonizes {
+            super::parent_death::die_with_parent(&mut command);
+        }
         for (k, v) in &cmd.env {
             command.env(k, v);
         }
@@ -490,6 +493,65 @@ mod tests {
         assert_eq!(out.stdout_str(), "out\n");
         assert_eq!(out.stderr_str(), "err\n");
         assert_eq!(out.code, 0);
+    }
+
+    /// Set for the helper below: where it writes its child's pid.
+    const PDEATH_HELPER_ENV: &str = "XSM_TEST_PDEATH_PIDFILE";
+
+    #[test]
+    #[ignore = "helper of children_die_with_the_process_that_ran_them"]
+    fn pdeath_helper() {
+        let Some(f) = std::env::var_os(PDEATH_HELPER_ENV) else {
+            return;
+        };
+        let script = format!("echo $$ > {}; exec sleep 60", Path::new(&f).display());
+        let _ = SystemRunner::new().run(&Cmd::new("sh").args(["-c", &script]));
+    }
+
+    /// Whether `pid` still runs (a zombie waiting for its new parent counts as gone).
+    fn runs(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+            .is_some_and(|zombie| !zombie)
+    }
+
+    #[test]
+    fn children_die_with_the_process_that_ran_them() {
+        let d = tempfile::tempdir().unwrap();
+        let pidfile = d.path().join("pid");
+        #[allow(clippy::disallowed_methods)]
+        let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "host::run::tests::pdeath_helper", "--ignored"])
+            .env(PDEATH_HELPER_ENV, &pidfile)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let child: i32 = loop {
+            if let Some(p) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "the helper never ran its child");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(runs(child));
+        helper.kill().unwrap();
+        helper.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while runs(child) {
+            assert!(
+                Instant::now() < deadline,
+                "sleep {child} outlived the killed process that ran it"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
