@@ -733,3 +733,109 @@ fn sm_s_vhd_chains_scan_as_sm_s_and_other_formats_are_refused() {
     assert_eq!(snap.fault(), 82, "{}", snap.fault_string());
     assert_eq!(env.xapi.state().vdis.len(), 2, "no new record");
 }
+
+/// The processes (other than this test's) whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmd.contains(needle) {
+            out.push(format!("{pid}: {cmd}"));
+        }
+    }
+    out
+}
+
+/// Every file in the SR directory with its size (hidden ones included).
+fn files(env: &Env) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = std::fs::read_dir(env.path("srdir"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().map(|m| m.len()).unwrap_or(0),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_snapshot_killed_at_any_point_leaves_nothing_once_the_next_call_ran() {
+    let env = Env::new();
+    env.call("XSMFileSR", &call(&env, "sr_create").args(&["0"]))
+        .ok();
+    env.call("XSMFileSR", &call(&env, "sr_attach")).ok();
+    let vdi = create_vdi(&env, &(256u64 << 20).to_string());
+    tool(
+        "qemu-io",
+        &[
+            "-f",
+            "vpc",
+            "-c",
+            "write -P 0x5a 0 256M",
+            &image(&env, &vdi),
+        ],
+    );
+    let before = files(&env);
+    let snapshot = || {
+        call(&env, "vdi_snapshot")
+            .vdi(&env, &vdi)
+            .map_field("driver_params", &[])
+    };
+    let started = std::time::Instant::now();
+    let full = member(&env.call("XSMFileSR", &snapshot()).ok(), "uuid");
+    let whole = started.elapsed();
+    env.call("XSMFileSR", &call(&env, "vdi_delete").vdi(&env, &full))
+        .ok();
+    assert_eq!(files(&env), before);
+
+    let srdir = dir(&env);
+    for tenth in [1u32, 3, 5, 7, 9] {
+        let mut plugin = env.spawn("XSMFileSR", &snapshot());
+        std::thread::sleep(whole * tenth / 10);
+        plugin.kill().unwrap();
+        plugin.wait().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let left = processes_mentioning(&srdir);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "killed at {tenth}/10: children outlived the plugin: {left:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        env.call("XSMFileSR", &call(&env, "sr_scan")).ok();
+        let after = files(&env);
+        assert!(
+            after
+                .iter()
+                .all(|(f, _)| !f.starts_with('.') || f == ".xsm-sr"),
+            "killed at {tenth}/10: a temporary file survived the next scan: {after:?}"
+        );
+        // A snapshot that completed before the kill is a VDI with a record; nothing else.
+        for (f, _) in &after {
+            if let Some(u) = f.strip_suffix(".vhd")
+                && u != vdi
+            {
+                assert!(env.xapi.vdi(u).is_some(), "{f} has no record");
+                env.call("XSMFileSR", &call(&env, "vdi_delete").vdi(&env, u))
+                    .ok();
+            }
+        }
+        assert_eq!(files(&env), before, "killed at {tenth}/10");
+    }
+}

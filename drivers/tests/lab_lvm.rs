@@ -541,3 +541,123 @@ fn lab_lvm_sm_s_lvhd_volume_group_is_refused_and_nothing_is_forgotten() {
     assert!(c.xapi.vdi(vhd_vdi).is_none() && c.xapi.vdi(base_vdi).is_none());
     assert_eq!(lvm_lab::lv_names(&devs, VG), lvs_before, "no LV changed");
 }
+
+/// Names of the processes whose command line mentions `needle` (not this test).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().into_owned();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+                return None;
+            }
+            let raw = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            cmd.contains(needle).then(|| format!("{pid}: {cmd}"))
+        })
+        .collect()
+}
+
+/// vdi_snapshot of a 256 MiB VDI full of data, exec'd as xapi execs the plugin and killed
+/// (SIGKILL) at 1/10, 3/10, 5/10, 7/10 and 9/10 of a whole snapshot's time: no process of the
+/// call survives it, and after the next sr_scan the VG holds exactly what it held before (a
+/// snapshot that completed before the kill is a VDI with its record, deleted for the next
+/// round). The issue asks for 2 GiB; the lab's LUNs hold less, and the copy's time, not its
+/// size, is what the kill points divide.
+#[test]
+#[ignore = "lab"]
+fn lab_lvm_a_snapshot_killed_at_any_point_leaves_nothing_after_the_next_scan() {
+    let Some(lab) = Lab::from_env() else { return };
+    let dev = lun_map(&lab, 0);
+    let (_clean, c) = attached_sr(SR, &[&dev]);
+    let a = uuid_of(&c.call("vdi_create", &[&(256 * MIB).to_string()]).unwrap());
+    let pa = plug(&c, &a);
+    fill(&pa, 0, 256 * MIB, 0x5a);
+    unplug(&c, &a, pa);
+    let runner = SystemRunner::new();
+    let lvm = Lvm::new(&runner, LvmOptions::scoped(&[&dev])).unwrap();
+    let free = || lvm.vg(VG).unwrap().unwrap().free;
+    let (names, free_before) = (lvm_lab::lv_names(&[&dev], VG), free());
+
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("XSMLVMSR");
+    std::os::unix::fs::symlink(lab.bin("xsm"), &plugin).unwrap();
+    let vdi_ref = c.xapi.vdi(&a).map(|(r, _)| r).unwrap();
+    let xml = c.method_call(
+        "vdi_snapshot",
+        &[],
+        &[
+            ("vdi_ref", &vdi_ref),
+            ("vdi_uuid", &a),
+            ("vdi_location", &a),
+        ],
+    );
+    let spawn = || {
+        std::process::Command::new(&plugin)
+            .arg(&xml)
+            .env("SM_XAPI", c.xapi.endpoint())
+            .env("SM_ROOT", c.host.paths.root())
+            .env("SMLOG_FILE", dir.path().join("SMlog"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let started = std::time::Instant::now();
+    assert!(spawn().wait().unwrap().success());
+    let whole = started.elapsed();
+    let extra: Vec<String> = c
+        .xapi
+        .state()
+        .vdis
+        .values()
+        .filter_map(|r| r.get("uuid").map(sm_core::xmlrpc::Value::to_text))
+        .filter(|u| *u != a)
+        .collect();
+    assert_eq!(extra.len(), 1, "the whole snapshot made one VDI");
+    c.vdi_call("vdi_delete", &[], &extra[0]).unwrap();
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("whole snapshot: {} ms\n", whole.as_millis()).as_bytes(),
+    );
+
+    for tenth in [1u32, 3, 5, 7, 9] {
+        let mut p = spawn();
+        std::thread::sleep(whole * tenth / 10);
+        p.kill().unwrap();
+        p.wait().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = processes_mentioning(VG);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "killed at {tenth}/10: still running: {left:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c.call("sr_scan", &[]).unwrap();
+        let done: Vec<String> = c
+            .xapi
+            .state()
+            .vdis
+            .values()
+            .filter_map(|r| r.get("uuid").map(sm_core::xmlrpc::Value::to_text))
+            .filter(|u| *u != a)
+            .collect();
+        for u in &done {
+            c.vdi_call("vdi_delete", &[], u).unwrap();
+        }
+        assert_eq!(
+            (lvm_lab::lv_names(&[&dev], VG), free()),
+            (names.clone(), free_before),
+            "killed at {tenth}/10 ({} snapshot completed): the VG after the next scan",
+            done.len()
+        );
+    }
+    c.vdi_call("vdi_delete", &[], &a).unwrap();
+    c.call("sr_delete", &[]).unwrap();
+}

@@ -217,6 +217,21 @@ impl Env {
         }
     }
 
+    /// Starts `plugin` on `c` without waiting (its output discarded), to kill it mid-call.
+    pub fn spawn(&self, plugin: &str, c: &Call) -> std::process::Child {
+        #[allow(clippy::disallowed_methods)] // the test execs the plugin exactly as xapi does
+        Command::new(self.plugin(plugin))
+            .arg(c.xml())
+            .env("SM_ROOT", &self.root)
+            .env("SM_XAPI", self.xapi.endpoint())
+            .env("SMLOG_FILE", self.smlog())
+            .env("SM_LOCK_TIMEOUT", "20")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn call(&self, plugin: &str, c: &Call) -> Run {
         self.exec(plugin, [c.xml()])
     }

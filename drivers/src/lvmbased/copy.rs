@@ -119,7 +119,12 @@ pub fn copy(cx: &Ctx<'_>, sr: &SrVg<'_>, kind: CopyKind) -> SmResult<VdiLocation
     let src_rec = x
         .vdi_get_record(&src_ref)
         .map_err(|e| SmError::new(code, e))?;
-    let vg = sr.require()?;
+    let mut vg = sr.require()?;
+    // A copy killed earlier left its copy and its copy-on-write snapshot of a source: the
+    // snapshot slows that source's writes and takes room until it is gone.
+    if super::sr::remove_stale_temporaries(sr, &vg)? {
+        vg = sr.require()?;
+    }
     let src = require_lv(sr, &vg, &loc)?.clone();
     let size = src.size;
     require_free(&vg, size, "the copy")?;

@@ -158,7 +158,7 @@ fn refuse_open_lvs(vg: &Vg) -> SmResult<()> {
 
 /// Removes our temporary LVs that a crashed call left (only on the master, which alone makes
 /// them, and only while the caller holds the SR lock). Returns whether it removed any.
-fn remove_stale_temporaries(sr: &SrVg<'_>, vg: &Vg) -> SmResult<bool> {
+pub(super) fn remove_stale_temporaries(sr: &SrVg<'_>, vg: &Vg) -> SmResult<bool> {
     if !sr.master {
         return Ok(false);
     }

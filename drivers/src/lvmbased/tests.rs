@@ -542,6 +542,42 @@ fn delete_refuses_a_vg_with_vdis() {
 }
 
 #[test]
+fn a_copy_first_removes_what_a_killed_copy_left() {
+    let (fake, calls) = env();
+    record(&calls, A, 2 * EXT);
+    let (cow, copy) = (format!("xsm-cow-{B}"), format!("xsm-copy-{B}"));
+    on_report(
+        &fake,
+        &report(
+            40,
+            &[
+                (&lv(A), 2 * EXT, "owi-a-----", ""),
+                (&copy, 2 * EXT, "-wi-a-----", ""),
+                (&cow, 3 * EXT, "swi-a-s---", &lv(A)),
+            ],
+        ),
+    );
+    on_report(&fake, &report(50, &[(&lv(A), 2 * EXT, "-wi-------", "")]));
+    on_report(&fake, &report(50, &[(&lv(A), 2 * EXT, "-wi-------", "")]));
+    // The fake lvm makes no device nodes, so the copy itself then fails (fault 82).
+    let _ = calls.vdi_call("vdi_snapshot", &[], A);
+    let lvm: Vec<String> = fake
+        .calls()
+        .iter()
+        .filter(|c| c[0] == "lvm")
+        .map(|c| format!("{} {}", c[1], c.last().unwrap().rsplit('/').next().unwrap()))
+        .collect();
+    assert!(lvm[0].starts_with("fullreport"), "{lvm:?}");
+    assert_eq!(
+        lvm[1..3],
+        [format!("lvremove {cow}"), format!("lvremove {copy}")],
+        "the snapshot before its copy: {lvm:?}"
+    );
+    assert!(lvm[3].starts_with("fullreport"), "read again: {lvm:?}");
+    assert!(lvm[4].starts_with("lvcreate"), "then the new copy: {lvm:?}");
+}
+
+#[test]
 fn a_failed_copy_removes_what_it_made_and_restores_the_source() {
     let (fake, calls) = env();
     record(&calls, A, 2 * EXT);

@@ -52,6 +52,7 @@ pub fn create(runner: &dyn Runner, path: &Path, size: u64) -> Result<(), RunErro
     runner
         .run(
             &Cmd::new(QEMU_IMG)
+                .dies_with_caller()
                 .args(["create", "-q", "-f", "vpc", "-o", VPC_OPTIONS])
                 .arg(path)
                 .arg(size.to_string())
@@ -65,6 +66,7 @@ pub fn convert_to_new(runner: &dyn Runner, src: Source<'_>, dst: &Path) -> Resul
     runner
         .run(
             &Cmd::new(QEMU_IMG)
+                .dies_with_caller()
                 .args(["convert", "-q"])
                 .args(src.args())
                 .args(["-O", "vpc", "-o", VPC_OPTIONS])
@@ -80,6 +82,7 @@ pub fn convert_into_existing(runner: &dyn Runner, src: &Path, dst: &Path) -> Res
     runner
         .run(
             &Cmd::new(QEMU_IMG)
+                .dies_with_caller()
                 .args(["convert", "-q", "-n", "--target-is-zero", "-f", "vpc"])
                 .arg(src)
                 .args(["-O", "vpc"])
@@ -99,6 +102,7 @@ pub fn same_content(runner: &dyn Runner, a: Source<'_>, b: Source<'_>) -> Result
     let path = |s: &Source<'_>| s.args().pop().unwrap_or_default();
     let out = runner.run(
         &Cmd::new(QEMU_IMG)
+            .dies_with_caller()
             .args(["compare", "-q", "-U", "-f", fmt(&a), "-F", fmt(&b)])
             .args([path(&a), path(&b)])
             .ok_codes(&[0, 1])

@@ -1,6 +1,6 @@
-//! Children that die with the plugin: a plugin killed mid-call (xapi's task cancelled, an admin's
-//! `kill -9`, an OOM kill) must not leave a `qemu-img convert` or `dd` writing into a temporary
-//! image that the next call removes, or holding a device open.
+//! Children that die with the plugin, for commands marked [`super::Cmd::dies_with_caller`]: a
+//! plugin killed mid-call (xapi's task cancelled, an admin's `kill -9`, an OOM kill) must not
+//! leave a `qemu-img convert` writing into a temporary image that the next call removes.
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;

@@ -44,6 +44,7 @@ pub struct Cmd {
     env: Vec<(String, String)>,
     ok_codes: Vec<i32>,
     daemonizes: bool,
+    dies_with_caller: bool,
 }
 
 impl Cmd {
@@ -57,6 +58,7 @@ impl Cmd {
             env: Vec::new(),
             ok_codes: vec![0],
             daemonizes: false,
+            dies_with_caller: false,
         }
     }
 
@@ -112,6 +114,16 @@ impl Cmd {
     /// returns when the program itself exits, not when the daemon closes the pipes.
     pub fn daemonizes(mut self) -> Cmd {
         self.daemonizes = true;
+        self
+    }
+
+    /// Marks a long data mover (`qemu-img convert`) that must not outlive the plugin: if the
+    /// plugin is killed, so is it (`PR_SET_PDEATHSIG`), and the next call removes what it was
+    /// writing. Not for commands that must finish once started (lvm2 and dmsetup suspend and
+    /// resume devices; killed between the two they would leave a VM's disk suspended), nor for
+    /// daemonizing ones.
+    pub fn dies_with_caller(mut self) -> Cmd {
+        self.dies_with_caller = true;
         self
     }
 
@@ -418,7 +430,7 @@ impl Runner for SystemRunner {
             .stderr(err_stdio)
             .env("LC_ALL", "C")
             .process_group(0);
-        if !cmd.daemonizes {
+        if cmd.dies_with_caller && !cmd.daemonizes {
             super::parent_death::die_with_parent(&mut command);
         }
         for (k, v) in &cmd.env {
@@ -505,7 +517,7 @@ mod tests {
             return;
         };
         let script = format!("echo $$ > {}; exec sleep 60", Path::new(&f).display());
-        let _ = SystemRunner::new().run(&Cmd::new("sh").args(["-c", &script]));
+        let _ = SystemRunner::new().run(&Cmd::new("sh").args(["-c", &script]).dies_with_caller());
     }
 
     /// Whether `pid` still runs (a zombie waiting for its new parent counts as gone).
