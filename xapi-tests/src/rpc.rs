@@ -306,6 +306,12 @@ fn operation(emu: &Emulator, method: &str, a: &[Value], session: &str) -> ApiRes
                 vdi::snapshot_or_clone(emu, ctx, &s(a, 0), &dp, snap)
             }))
         }
+        "VDI.generate_config" => {
+            full(2)?;
+            r(op(emu, method, session, |ctx| {
+                vdi::generate_config(emu, ctx, &s(a, 0), &s(a, 1))
+            }))
+        }
         "VDI.resize" | "VDI.resize_online" => {
             full(2)?;
             let size = i64_at(a, 1, "size")?;

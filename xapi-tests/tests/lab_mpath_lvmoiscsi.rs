@@ -842,3 +842,130 @@ mod parsers {
         );
     }
 }
+
+/// The HA statefile / static VDI path: `VDI.generate_config` on the master gives a
+/// `vdi_attach_from_config` call with the CHAP secret resolved (xapi stored it as a secret) and
+/// the initiator recorded; with the SR unplugged (no sessions, no map) and xapi stopped, the
+/// plugin run on that config alone logs in, waits for the map and activates the LV; data
+/// written then reads back after a detach and a second attach.
+#[test]
+#[ignore = "lab"]
+fn lab_mpath_lvmoiscsi_static_vdi_attaches_from_its_config_with_no_xapi() {
+    let Some(lab) = Lab::from_env() else { return };
+    let t = Target::add(&lab, "mpha", 1, 256);
+    let mut p = pool();
+    let sr = uuid_of(
+        &p,
+        "SR",
+        &create(&p, &dconf(&lab, &t, &[("SCSIid", &t.wwids[0])])).unwrap(),
+    );
+    let pbd = pbd_of(&p, &sr);
+    let pbd_dc = p.xe_ok(&[
+        "pbd-param-get",
+        &format!("uuid={pbd}"),
+        "param-name=device-config",
+    ]);
+    assert!(
+        pbd_dc.contains("chappassword_secret") && !pbd_dc.contains(CHAP_SECRET),
+        "xapi keeps the password as a secret: {pbd_dc}"
+    );
+    let vdi = p.xe_ok(&[
+        "vdi-create",
+        &format!("sr-uuid={sr}"),
+        "name-label=statefile",
+        "type=ha_statefile",
+        "virtual-size=16MiB",
+    ]);
+    let x = p.xenapi();
+    let cfg = x
+        .call(
+            "VDI.generate_config",
+            &[
+                Value::from(master(&p).as_str()),
+                Value::from(p.r("VDI", &vdi).as_str()),
+            ],
+        )
+        .unwrap()
+        .to_text();
+    assert!(
+        cfg.contains("vdi_attach_from_config")
+            && cfg.contains(CHAP_SECRET)
+            && !cfg.contains("_secret")
+            && cfg.contains(&lab.host_a().iqn)
+            && !cfg.contains("session_ref"),
+        "{cfg}"
+    );
+    p.xe_ok(&["pbd-unplug", &format!("uuid={pbd}")]);
+    t.assert_clean("pbd-unplug");
+    p.running.take().unwrap().stop();
+
+    let plugin = p.plugin_dir.join("MultipathLVMoISCSISR");
+    let smlog = p.dir.path().join("SMlog.static");
+    let exec = |xml: &str| {
+        let out = lab
+            .run(
+                &Cmd::new(plugin.display().to_string())
+                    .arg(xml)
+                    .env("SM_XAPI", "unix:/nonexistent/xapi")
+                    .env("SMLOG_FILE", smlog.display().to_string())
+                    .timeout(Duration::from_secs(300)),
+            )
+            .unwrap();
+        match sm_core::xmlrpc::parse_method_response(&out.stdout_str()) {
+            Ok(sm_core::xmlrpc::MethodResponse::Success(v)) => v,
+            other => panic!("{other:?}: {}", out.stdout_str()),
+        }
+    };
+    let lv = format!("/dev/VG_XenStorage-{sr}/LV-{vdi}");
+    let detach = cfg.replace("vdi_attach_from_config", "vdi_detach_from_config");
+    let started = Instant::now();
+    let info = exec(&cfg);
+    let _ = writeln!(
+        std::io::stderr(),
+        "attach_from_config with no xapi: {} ms",
+        started.elapsed().as_millis()
+    );
+    assert!(
+        format!("{info:?}").contains(&format!("LV-{vdi}")),
+        "the LV: {info:?}"
+    );
+    run(
+        &lab,
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "head -c 1048576 /dev/urandom > /tmp/statefile && dd if=/tmp/statefile of={lv} bs=1M count=1 oflag=direct conv=fsync status=none"
+            ),
+        ],
+    );
+    exec(&detach);
+    assert!(
+        !Path::new(&lv).exists(),
+        "deactivated by detach_from_config"
+    );
+    exec(&cfg);
+    let back = run(
+        &lab,
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "dd if={lv} bs=1M count=1 iflag=direct status=none | cmp - /tmp/statefile && echo same"
+            ),
+        ],
+    );
+    assert_eq!(back.trim(), "same", "the statefile data reads back");
+    exec(&detach);
+    let map = run(&lab, &["multipathd", "show", "maps", "format", "%n %w"]);
+    for l in map.lines().filter(|l| l.contains(&t.wwids[0])) {
+        let name = l.split_whitespace().next().unwrap_or_default();
+        let _ = lab.run(&Cmd::new("multipath").args(["-f", name]));
+    }
+    let _ = lab.run(
+        &Cmd::new("iscsiadm")
+            .args(["-m", "node", "-T", &t.iqn, "--logout"])
+            .ok_codes(&[0, 21]),
+    );
+    t.assert_clean("the static VDI detached and its sessions logged out");
+}

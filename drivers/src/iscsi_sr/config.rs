@@ -3,6 +3,8 @@
 //! 97), CHAP secrets (`*_secret` through XenAPI, 20), `port` (142), `targetIQN` and `SCSIid`
 //! (their absence is answered by the probe listings, see [`super::probe`]).
 
+use std::collections::BTreeMap;
+
 use multipath::iscsi::login::TargetName;
 use multipath::iscsi::{Auth, Chap, DEFAULT_PORT, Iqn, Portal};
 use sm_core::driver::{ConfigKey, Ctx};
@@ -86,6 +88,48 @@ fn secret(cx: &Ctx<'_>, key: &str) -> SmResult<Option<Secret>> {
         return Ok(Some(v));
     }
     Ok(cx.dconf().get(key).map(Secret::new))
+}
+
+/// device_config as `vdi_attach_from_config` needs it at boot, with no xapi to ask (sm's
+/// `generate_config`, sm-anchor §1.8): every `<key>_secret` resolved into `<key>` in
+/// plaintext, the initiator recorded as `localIQN`, and the host's `multipathing` and
+/// `multipathhandle`. The config lands in root-only `/etc/xensource/static-vdis`, as sm's does.
+pub fn standalone_device_config(cx: &Ctx<'_>) -> SmResult<BTreeMap<String, String>> {
+    let mut m = cx.dconf().as_map().clone();
+    let x = cx.xapi()?;
+    let secrets: Vec<(String, String)> = m
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .filter_map(|(k, v)| Some((k.strip_suffix("_secret")?.to_string(), v.clone())))
+        .collect();
+    for (key, uuid) in secrets {
+        let value = x
+            .secret_value(&uuid)
+            .map_err(|e| SmError::new(SmCode::InvalidSecret, e))?;
+        m.remove(&format!("{key}_secret"));
+        m.insert(key, value.expose().to_string());
+    }
+    let oc = x
+        .host_get_other_config(&cx.req.host_ref)
+        .map_err(|e| SmError::new(SmCode::ConfigISCSIIQNMissing, e))?;
+    if m.get("localIQN").is_none_or(|v| v.trim().is_empty()) {
+        let iqn = oc
+            .get("iscsi_iqn")
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| {
+                SmError::msg(
+                    SmCode::ConfigISCSIIQNMissing,
+                    "host.other_config has no iscsi_iqn",
+                )
+            })?;
+        m.insert("localIQN".into(), iqn.clone());
+    }
+    for k in ["multipathing", "multipathhandle"] {
+        if let Some(v) = oc.get(k) {
+            m.entry(k.to_string()).or_insert_with(|| v.clone());
+        }
+    }
+    Ok(m)
 }
 
 fn chap(cx: &Ctx<'_>, user_key: &str, pass_key: &str) -> SmResult<Option<Chap>> {

@@ -24,6 +24,7 @@ pub mod vdi;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sm_core::driver::{Capability, Ctx, Driver, DriverInfo, VdiCreate};
@@ -69,6 +70,11 @@ pub trait Backing: Sync {
     /// Releases what [`Backing::connect`] set up, after sr_detach and sr_delete.
     fn disconnect(&self, _cx: &Ctx<'_>) -> SmResult<()> {
         Ok(())
+    }
+    /// device_config for a VDI's config that attaches with no xapi (`vdi_generate_config`):
+    /// as the call had it, unless the storage needs secrets or host facts resolved into it.
+    fn standalone_device_config(&self, cx: &Ctx<'_>) -> SmResult<BTreeMap<String, String>> {
+        Ok(cx.dconf().as_map().clone())
     }
     /// sr_probe: by default, after [`Backing::connect`], the `<SRlist>` of our VGs on the
     /// devices. A backing whose device_config may be incomplete at probe time (no LUN chosen
@@ -262,7 +268,7 @@ impl<B: Backing> Driver for LvmBasedSr<B> {
         vdi::introduce(cx, &self.sr_vg(cx)?)
     }
     fn vdi_generate_config(&self, cx: &Ctx<'_>) -> SmResult<String> {
-        vdi::generate_config(cx, &self.sr_vg(cx)?)
+        vdi::generate_config(cx, &self.sr_vg(cx)?, &self.0.standalone_device_config(cx)?)
     }
     /// Runs at boot without xapi (static VDIs, HA statefile): connects the devices and
     /// activates the LV.

@@ -366,11 +366,15 @@ pub fn introduce(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<VdiLocation> {
 }
 
 /// vdi_generate_config.
-pub fn generate_config(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<String> {
+pub fn generate_config(
+    cx: &Ctx<'_>,
+    sr: &SrVg<'_>,
+    device_config: &std::collections::BTreeMap<String, String>,
+) -> SmResult<String> {
     let loc = location(cx)?;
     let vg = sr.require()?;
     require_lv(sr, &vg, &loc)?;
-    static_vdi::generate_config(cx, loc.as_str())
+    static_vdi::generate_config_with(cx, loc.as_str(), device_config)
 }
 
 /// vdi_attach_from_config: activates the LV and returns its device node (no session).

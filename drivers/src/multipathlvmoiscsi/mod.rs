@@ -17,6 +17,7 @@
 
 pub mod lun;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use sm_core::driver::{Ctx, Driver, DriverInfo, VdiCreate};
@@ -59,6 +60,11 @@ impl Backing for IscsiLun {
 
     fn sr_probe(&self, cx: &Ctx<'_>) -> SmResult<String> {
         self.probe(cx, |map| lvmbased::sr::probe(cx, std::slice::from_ref(map)))
+    }
+
+    /// CHAP secrets resolved and the initiator recorded: at boot there is no xapi to ask.
+    fn standalone_device_config(&self, cx: &Ctx<'_>) -> SmResult<BTreeMap<String, String>> {
+        crate::iscsi_sr::config::standalone_device_config(cx)
     }
 }
 
