@@ -245,6 +245,21 @@ impl Pool<'_> {
             .unwrap()
     }
 
+    /// A new user VDI of `size` (`400MiB`): its ref, its LUN's SCSI id and LUN number.
+    fn data_vdi(&self, size: &str) -> (String, String, u32) {
+        let uuid = self.xe_ok(&[
+            "vdi-create",
+            &format!("sr-uuid={}", self.sr),
+            "name-label=data",
+            "type=user",
+            &format!("virtual-size={size}"),
+        ]);
+        let vdi = self.vdi_ref(&uuid);
+        let wwid = self.location(&vdi);
+        let lun = self.lun_of(&wwid);
+        (vdi, wwid, lun)
+    }
+
     /// `sm_config` of a VDI.
     fn sm_config(&self, vdi_ref: &str) -> BTreeMap<String, String> {
         self.emu()
@@ -483,16 +498,7 @@ fn lab2_reservedlun_exclusive_activation_migration_and_crash_cleanup() {
 fn lab2_reservedlun_dead_host_is_fenced_and_a_lun_without_pr_is_refused() {
     let Some(lab) = Lab::from_env() else { return };
     let p = start(&lab);
-    let vdi_uuid = p.xe_ok(&[
-        "vdi-create",
-        &format!("sr-uuid={}", p.sr),
-        "name-label=data",
-        "type=user",
-        "virtual-size=400MiB",
-    ]);
-    let vdi = p.vdi_ref(&vdi_uuid);
-    let wwid = p.location(&vdi);
-    let lun = p.lun_of(&wwid);
+    let (vdi, wwid, lun) = p.data_vdi("400MiB");
     p.dp(0, &vdi, "vm-a", rw(true)).unwrap();
     write_on_a(&lab, lun).unwrap();
 
@@ -612,16 +618,7 @@ fn lab2_reservedlun_dead_host_is_fenced_and_a_lun_without_pr_is_refused() {
 fn lab2_reservedlun_a_foreign_reservation_is_not_ours_to_break() {
     let Some(lab) = Lab::from_env() else { return };
     let p = start(&lab);
-    let vdi_uuid = p.xe_ok(&[
-        "vdi-create",
-        &format!("sr-uuid={}", p.sr),
-        "name-label=data",
-        "type=user",
-        "virtual-size=200MiB",
-    ]);
-    let vdi = p.vdi_ref(&vdi_uuid);
-    let wwid = p.location(&vdi);
-    let lun = p.lun_of(&wwid);
+    let (vdi, _, lun) = p.data_vdi("200MiB");
     let bdev = lab.host_b_lun(lun).unwrap().paths[0]
         .dev_path()
         .display()
