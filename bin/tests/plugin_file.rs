@@ -734,26 +734,6 @@ fn sm_s_vhd_chains_scan_as_sm_s_and_other_formats_are_refused() {
     assert_eq!(env.xapi.state().vdis.len(), 2, "no new record");
 }
 
-/// The processes (other than this test's) whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let me = std::process::id().to_string();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let pid = e.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if cmd.contains(needle) {
-            out.push(format!("{pid}: {cmd}"));
-        }
-    }
-    out
-}
-
 /// Every file in the SR directory with its size (hidden ones included).
 fn files(env: &Env) -> Vec<(String, u64)> {
     let mut v: Vec<(String, u64)> = std::fs::read_dir(env.path("srdir"))
@@ -808,7 +788,7 @@ fn a_snapshot_killed_at_any_point_leaves_nothing_once_the_next_call_ran() {
         plugin.wait().unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            let left = processes_mentioning(&srdir);
+            let left = sm_core::testing::processes_mentioning(&srdir);
             if left.is_empty() {
                 break;
             }

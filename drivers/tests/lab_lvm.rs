@@ -542,21 +542,14 @@ fn lab_lvm_sm_s_lvhd_volume_group_is_refused_and_nothing_is_forgotten() {
     assert_eq!(lvm_lab::lv_names(&devs, VG), lvs_before, "no LV changed");
 }
 
-/// Names of the processes whose command line mentions `needle` (not this test).
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let pid = e.file_name().to_string_lossy().into_owned();
-            if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
-                return None;
-            }
-            let raw = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-            cmd.contains(needle).then(|| format!("{pid}: {cmd}"))
-        })
+/// The uuids of the VDI records other than `vdi`'s.
+fn others(c: &drivers::testing::Calls, vdi: &str) -> Vec<String> {
+    c.xapi
+        .state()
+        .vdis
+        .values()
+        .filter_map(|r| r.get("uuid").map(sm_core::xmlrpc::Value::to_text))
+        .filter(|u| u != vdi)
         .collect()
 }
 
@@ -607,14 +600,7 @@ fn lab_lvm_a_snapshot_killed_at_any_point_leaves_nothing_after_the_next_scan() {
     let started = std::time::Instant::now();
     assert!(spawn().wait().unwrap().success());
     let whole = started.elapsed();
-    let extra: Vec<String> = c
-        .xapi
-        .state()
-        .vdis
-        .values()
-        .filter_map(|r| r.get("uuid").map(sm_core::xmlrpc::Value::to_text))
-        .filter(|u| *u != a)
-        .collect();
+    let extra = others(&c, &a);
     assert_eq!(extra.len(), 1, "the whole snapshot made one VDI");
     c.vdi_call("vdi_delete", &[], &extra[0]).unwrap();
     let _ = std::io::Write::write_all(
@@ -629,7 +615,7 @@ fn lab_lvm_a_snapshot_killed_at_any_point_leaves_nothing_after_the_next_scan() {
         p.wait().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let left = processes_mentioning(VG);
+            let left = sm_core::testing::processes_mentioning(VG);
             if left.is_empty() {
                 break;
             }
@@ -640,14 +626,7 @@ fn lab_lvm_a_snapshot_killed_at_any_point_leaves_nothing_after_the_next_scan() {
             std::thread::sleep(Duration::from_millis(100));
         }
         c.call("sr_scan", &[]).unwrap();
-        let done: Vec<String> = c
-            .xapi
-            .state()
-            .vdis
-            .values()
-            .filter_map(|r| r.get("uuid").map(sm_core::xmlrpc::Value::to_text))
-            .filter(|u| *u != a)
-            .collect();
+        let done = others(&c, &a);
         for u in &done {
             c.vdi_call("vdi_delete", &[], u).unwrap();
         }

@@ -236,3 +236,23 @@ pub fn run_ok(argv: &[&str]) -> String {
         .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
         .stdout_str()
 }
+
+/// The processes (other than this one) whose command line mentions `needle`, as
+/// `"<pid>: <command line>"`: what a killed call may have left running.
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().into_owned();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+                return None;
+            }
+            let raw = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            cmd.contains(needle).then(|| format!("{pid}: {cmd}"))
+        })
+        .collect()
+}
