@@ -306,12 +306,11 @@ pub fn snapshot_or_clone(
 /// plugged; the plugin's string (a `vdi_attach_from_config` methodCall) is returned as is, as
 /// static-vdis and HA store it.
 pub fn generate_config(emu: &Emulator, ctx: &OpCtx, host: &str, vdi: &str) -> ApiResult<String> {
-    let (ty, call) = emu.read(|db| {
+    let (sr, (ty, call)) = emu.read(|db| {
         let sr = db.get("VDI", vdi)?.s("SR");
         assert_plugged(db, host, &sr)?;
-        vdi_call(db, host, vdi, "vdi_generate_config", Vec::new())
+        Ok((sr, vdi_call(db, host, vdi, "vdi_generate_config", Vec::new())?))
     })?;
-    let sr = emu.read(|db| Ok(db.get("VDI", vdi)?.s("SR")))?;
     require_cap(emu, &ty, &sr, "VDI_GENERATE_CONFIG")?;
     Ok(emu.smapi(ctx, host, &ty, call)?.to_text())
 }
