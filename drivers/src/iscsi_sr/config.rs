@@ -97,17 +97,16 @@ fn secret(cx: &Ctx<'_>, key: &str) -> SmResult<Option<Secret>> {
 pub fn standalone_device_config(cx: &Ctx<'_>) -> SmResult<BTreeMap<String, String>> {
     let mut m = cx.dconf().as_map().clone();
     let x = cx.xapi()?;
-    let secrets: Vec<(String, String)> = m
+    let indirect: Vec<String> = m
         .iter()
         .filter(|(_, v)| !v.trim().is_empty())
-        .filter_map(|(k, v)| Some((k.strip_suffix("_secret")?.to_string(), v.clone())))
+        .filter_map(|(k, _)| k.strip_suffix("_secret").map(str::to_string))
         .collect();
-    for (key, uuid) in secrets {
-        let value = x
-            .secret_value(&uuid)
-            .map_err(|e| SmError::new(SmCode::InvalidSecret, e))?;
-        m.remove(&format!("{key}_secret"));
-        m.insert(key, value.expose().to_string());
+    for key in indirect {
+        if let Some(value) = secret(cx, &key)? {
+            m.remove(&format!("{key}_secret"));
+            m.insert(key, value.expose().to_string());
+        }
     }
     let oc = x
         .host_get_other_config(&cx.req.host_ref)
