@@ -309,7 +309,10 @@ pub fn generate_config(emu: &Emulator, ctx: &OpCtx, host: &str, vdi: &str) -> Ap
     let (sr, (ty, call)) = emu.read(|db| {
         let sr = db.get("VDI", vdi)?.s("SR");
         assert_plugged(db, host, &sr)?;
-        Ok((sr, vdi_call(db, host, vdi, "vdi_generate_config", Vec::new())?))
+        Ok((
+            sr,
+            vdi_call(db, host, vdi, "vdi_generate_config", Vec::new())?,
+        ))
     })?;
     require_cap(emu, &ty, &sr, "VDI_GENERATE_CONFIG")?;
     Ok(emu.smapi(ctx, host, &ty, call)?.to_text())
