@@ -680,6 +680,13 @@ fn lab2_reservedlun_a_foreign_reservation_is_not_ours_to_break() {
         .unwrap_or_else(|e| panic!("with foreign-keys=preempt: {e:?}\n{}", p.smlog_tail()));
     let view = lab.array().pr_view(lun).unwrap();
     assert_eq!(view.keys(), vec![p.key(0)], "{view:?}");
+    // The preempted initiator's next command gets the unit attention SPC-4 owes it
+    // (REGISTRATIONS PREEMPTED); every write after that is a reservation conflict.
+    let first = write_on_b(&lab, lun).unwrap_err();
+    assert!(
+        is_conflict(&first) || first.contains("Registrations preempted"),
+        "the foreign initiator is told it was preempted: {first}"
+    );
     let w = write_on_b(&lab, lun).unwrap_err();
     assert!(is_conflict(&w), "the foreign initiator is fenced: {w}");
     write_on_a(&lab, lun).unwrap();
