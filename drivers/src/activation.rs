@@ -99,9 +99,12 @@ pub fn activate(cx: &Ctx<'_>, writable: bool) -> SmResult<()> {
             continue;
         }
         if writable || mode == "RW" {
+            let name = x
+                .host_get_name_label(other)
+                .map_or_else(|_| other.to_string(), |n| format!("{n} ({other})"));
             return Err(SmError::msg(
                 SmCode::VDIInUse,
-                format!("active {mode} on host {other}"),
+                format!("active {mode} on host {name}"),
             ));
         }
     }

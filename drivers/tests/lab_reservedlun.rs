@@ -13,7 +13,6 @@
 )]
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -22,28 +21,27 @@ use reservations::slaves::paths_of_map;
 use sm_core::errors::error_chain;
 use sm_core::host::run::Cmd;
 use sm_core::host::sysfs::Sysfs;
-use xapi_tests::config::{Config, Exec};
 use xapi_tests::db::RecordExt;
-use xapi_tests::emulator::{Emulator, OpCtx};
 use xapi_tests::lab::{AgentRequest, Lab, write_block_argv};
-use xapi_tests::server::Running;
-use xapi_tests::storage::datapath::DpState;
 
-/// Where host B keeps its plugin link.
-const B_PLUGINS: &str = "/tmp/xsm-reservedlun-plugins";
+mod lab_pool;
+
+use lab_pool::{TwoHosts, out, rw};
 
 /// The two-host pool with one ReservedLUN SR on the lab's target.
 struct Pool<'l> {
-    lab: &'l Lab,
-    _dir: tempfile::TempDir,
-    running: Running,
-    xe_server: String,
-    smlog_a: PathBuf,
+    two: TwoHosts<'l>,
     sr: String,
-    session: String,
     /// WWIDs whose maps the driver flushed (vdi_detach): recreated when the test ends, on
     /// both hosts, so the lab's baseline holds for the next test.
     touched: std::cell::RefCell<Vec<String>>,
+}
+
+impl<'l> std::ops::Deref for Pool<'l> {
+    type Target = TwoHosts<'l>;
+    fn deref(&self) -> &TwoHosts<'l> {
+        &self.two
+    }
 }
 
 impl Drop for Pool<'_> {
@@ -66,69 +64,10 @@ impl Drop for Pool<'_> {
     }
 }
 
-fn out(line: &str) {
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
-}
-
 fn start(lab: &Lab) -> Pool<'_> {
-    let dir = tempfile::tempdir().unwrap();
-    let xsm = lab.bin("xsm").display().to_string();
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::os::unix::fs::symlink(&xsm, plugins.join("ReservedLUNSR")).unwrap();
-    let log_dir = lab.desc().log_dir.display().to_string();
-    let smlog_b = format!("{log_dir}/b/SMlog.reservedlun");
-    lab.host_b()
-        .unwrap()
-        .check(&AgentRequest::new([
-            "sh",
-            "-c",
-            &format!("mkdir -p {B_PLUGINS} {log_dir}/b && ln -sfn {xsm} {B_PLUGINS}/ReservedLUNSR"),
-        ]))
-        .unwrap();
-    let port = std::net::TcpListener::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let a_addr = lab
-        .portal(1)
-        .unwrap()
-        .address
-        .split(':')
-        .next()
-        .unwrap()
-        .to_string();
-    let smlog_a = PathBuf::from(format!("{log_dir}/a/SMlog.reservedlun"));
-    let mut cfg = Config::two_local_hosts(&dir.path().join("emu"), &plugins, None);
-    cfg.tcp_listen = format!("0.0.0.0:{port}");
-    cfg.plugin_timeout_secs = 300;
-    let a = &mut cfg.hosts[0];
-    a.iscsi_iqn = lab.host_a().iqn.clone();
-    a.env
-        .insert("SMLOG_FILE".into(), smlog_a.display().to_string());
-    let bdesc = lab.host_b_desc().unwrap();
-    let b = &mut cfg.hosts[1];
-    b.name = bdesc.hostname.clone();
-    b.hostname = bdesc.hostname.clone();
-    b.iscsi_iqn = bdesc.iqn.clone();
-    let agent = bdesc.agent.clone().unwrap();
-    b.address = agent.split(':').next().unwrap().to_string();
-    b.exec = Exec::Agent { addr: agent };
-    b.plugin_dir = B_PLUGINS.into();
-    b.env = BTreeMap::from([("SMLOG_FILE".to_string(), smlog_b)]);
-    b.xapi_endpoint = Some(format!("tcp:{a_addr}:{port}"));
-    let running = xapi_tests::server::start(cfg).unwrap();
-    let xe_server = format!("unix:{}", running.socket().display());
-    let session = running.emulator().login("root", BTreeMap::new());
     let mut pool = Pool {
-        lab,
-        _dir: dir,
-        running,
-        xe_server,
-        smlog_a,
+        two: lab_pool::start(lab, "ReservedLUNSR", "reservedlun"),
         sr: String::new(),
-        session,
         touched: Default::default(),
     };
     let target = lab
@@ -149,76 +88,13 @@ fn start(lab: &Lab) -> Pool<'_> {
 }
 
 impl Pool<'_> {
-    fn emu(&self) -> &Emulator {
-        self.running.emulator()
-    }
-
-    fn xe(&self, args: &[&str]) -> (i32, String, String) {
-        let cmd = Cmd::new(self.lab.bin("xe").display().to_string())
-            .args(args.iter().map(|s| s.to_string()))
-            .env("XE_SERVER", &self.xe_server)
-            .timeout(Duration::from_secs(600))
-            .ok_codes(&(0..=255).collect::<Vec<_>>());
-        let o = self.lab.run(&cmd).unwrap();
-        (o.code, o.stdout_str(), o.stderr_str())
-    }
-
-    fn xe_ok(&self, args: &[&str]) -> String {
-        let (code, o, e) = self.xe(args);
-        assert_eq!(
-            code,
-            0,
-            "xe {}: {o}{e}\n{}",
-            args.join(" "),
-            self.smlog_tail()
-        );
-        o.trim().to_string()
-    }
-
-    fn smlog_tail(&self) -> String {
-        let t = std::fs::read_to_string(&self.smlog_a).unwrap_or_default();
-        let lines: Vec<&str> = t.lines().collect();
-        format!(
-            "host A SMlog (end):\n{}",
-            lines[lines.len().saturating_sub(40)..].join("\n")
-        )
-    }
-
-    fn host(&self, i: usize) -> (String, String, String) {
-        let h = &self.emu().hosts()[i];
-        (h.r.clone(), h.uuid.clone(), h.name.clone())
-    }
-
     fn key(&self, i: usize) -> u64 {
         PrKey::for_host(&self.host(i).1).unwrap().get()
     }
 
-    fn ctx(&self) -> OpCtx {
-        self.emu().begin_op("lab-test", None, &self.session)
-    }
-
-    /// Sets datapath `dp` of `vdi` on host `i` as xapi's VBD operations do: the plugin calls
-    /// (vdi_attach, vdi_activate, vdi_deactivate, vdi_detach) run on that host.
-    fn dp(&self, i: usize, vdi: &str, dp: &str, state: Option<DpState>) -> Result<(), Vec<String>> {
-        let ctx = self.ctx();
-        let r = self
-            .emu()
-            .datapaths
-            .set(self.emu(), &ctx, &self.host(i).0, vdi, dp, state)
-            .map_err(|e| e.description());
-        self.emu().end_op(&ctx);
-        r
-    }
-
-    fn vdi_ref(&self, uuid: &str) -> String {
-        self.emu().read(|db| db.by_uuid("VDI", uuid)).unwrap()
-    }
-
+    /// The VDI's location (its LUN's SCSI id), remembered for the map clean-up at the end.
     fn location(&self, vdi_ref: &str) -> String {
-        let l = self
-            .emu()
-            .read(|db| Ok(db.get("VDI", vdi_ref)?.s("location")))
-            .unwrap();
+        let l = self.location_of(vdi_ref);
         self.touched.borrow_mut().push(l.clone());
         l
     }
@@ -229,19 +105,6 @@ impl Pool<'_> {
             .iter()
             .find(|l| l.wwid == wwid)
             .map(|l| l.lun)
-            .unwrap()
-    }
-
-    /// The last plugin call `command` in the emulator's trace.
-    fn last_call(&self, command: &str) -> xapi_tests::trace::SmapiCall {
-        xapi_tests::trace::read(self.emu().trace.path())
-            .unwrap()
-            .into_iter()
-            .rev()
-            .find_map(|e| match e {
-                xapi_tests::trace::Event::Smapi(c) if c.command == command => Some(*c),
-                _ => None,
-            })
             .unwrap()
     }
 
@@ -258,13 +121,6 @@ impl Pool<'_> {
         let wwid = self.location(&vdi);
         let lun = self.lun_of(&wwid);
         (vdi, wwid, lun)
-    }
-
-    /// `sm_config` of a VDI.
-    fn sm_config(&self, vdi_ref: &str) -> BTreeMap<String, String> {
-        self.emu()
-            .read(|db| Ok(db.get("VDI", vdi_ref)?.map("sm_config")))
-            .unwrap()
     }
 }
 
@@ -314,14 +170,6 @@ fn scsi_ops(smlog: &str) -> Vec<String> {
             Some(rest.split(" cdb=").next()?.trim_matches('"').to_string())
         })
         .collect()
-}
-
-fn rw(active: bool) -> Option<DpState> {
-    Some(if active {
-        DpState::Activated { rw: true }
-    } else {
-        DpState::Attached { rw: true }
-    })
 }
 
 /// One host at a time, the other refused with fault 24 naming the holder and its WRITEs
