@@ -74,6 +74,8 @@ impl From<&reservations::PrError> for Exit {
             | E::NoUsablePath { .. }
             | E::InUse { .. }
             | E::Foreign { .. }
+            | E::Fenced { .. }
+            | E::ReservedOtherwise { .. }
             | E::KeyCollision { .. }
             | E::NotVerified { .. }
             | E::Scsi { .. }

@@ -64,6 +64,30 @@ pub enum PrError {
         /// Whether it holds the reservation.
         holds: bool,
     },
+    /// This host's key is no longer registered on a shared LU that other hosts hold: another
+    /// host fenced it.
+    #[error(
+        "LUN {lu} no longer has this host's key {key} registered while other hosts hold it: this host was fenced"
+    )]
+    Fenced {
+        /// The LU.
+        lu: String,
+        /// Our key.
+        key: PrKey,
+    },
+    /// A shared LU is reserved with a type other than Write Exclusive – All Registrants: some
+    /// other scheme (another product, an exclusive VDI reservation) holds it.
+    #[error(
+        "LUN {lu} is reserved {pr_type} by key {key:#018x}, not by a shared SR's All Registrants reservation: refusing to join"
+    )]
+    ReservedOtherwise {
+        /// The LU.
+        lu: String,
+        /// The reservation's type.
+        pr_type: PrType,
+        /// The holder's key (0 under All-Registrants types).
+        key: u64,
+    },
     /// Two hosts of the pool derive the same key, or another initiator uses ours.
     #[error("reservation key {key} collision: {detail}")]
     KeyCollision {

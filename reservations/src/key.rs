@@ -78,6 +78,17 @@ impl PrKey {
         PrKey::ours((u64::from(PREFIX) << PREFIX_SHIFT) | u64::from_be_bytes(low))
     }
 
+    /// The key of host `uuid` for one boot (`boot` is a value new at every boot): the prefix
+    /// followed by 6 bytes of the MD5 of `<uuid>/<boot as 16 hex digits>`. A shared SR's
+    /// fencing uses it, so that a fenced host can rejoin only after a reboot.
+    pub fn for_boot(uuid: &str, boot: u64) -> Result<PrKey, KeyError> {
+        let uuid = HostUuid::new(uuid)?;
+        let digest = Md5::digest(format!("{}/{boot:016x}", uuid.as_str()).as_bytes());
+        let mut low = [0u8; 8];
+        low[2..].copy_from_slice(&digest[..6]);
+        PrKey::ours((u64::from(PREFIX) << PREFIX_SHIFT) | u64::from_be_bytes(low))
+    }
+
     /// Whether the key carries our prefix.
     pub fn is_ours(self) -> bool {
         self.0.get() >> PREFIX_SHIFT == u64::from(PREFIX)
@@ -133,6 +144,19 @@ mod tests {
             k,
             PrKey::for_host("5f6d1a0e-8c9b-4f3e-a2d1-0b9c8d7e6f5b").unwrap()
         );
+    }
+
+    #[test]
+    fn boot_keys_change_with_the_boot_and_differ_from_the_host_key() {
+        let a = PrKey::for_boot(HOST_A, 1).unwrap();
+        assert!(a.is_ours());
+        assert_eq!(a, PrKey::for_boot(&HOST_A.to_uppercase(), 1).unwrap());
+        assert_ne!(a, PrKey::for_boot(HOST_A, 2).unwrap());
+        assert_ne!(a, PrKey::for_host(HOST_A).unwrap());
+        let d = Md5::digest(format!("{HOST_A}/0000000000000001").as_bytes());
+        let low = d[..6].iter().fold(0u64, |a, b| (a << 8) | u64::from(*b));
+        assert_eq!(a.get() & 0xffff_ffff_ffff, low);
+        assert!(PrKey::for_boot("not-a-uuid", 1).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! | [`fence`] | who a key belongs to, PREEMPT [AND ABORT] |
 //! | [`activate`] | [`Exclusive`]: acquire, recheck, release, clear, preempt |
 //! | [`activation`] | [`Activation`]: activate, deactivate, clean stale, over a [`PathSource`] and multipathd |
+//! | [`shared`] | [`shared::Member`]: one LU shared by the pool, fenced by registration (SR-level) |
 //! | [`slaves`] | the paths of a dm-multipath map from sysfs (SG_IO devices, nexus ids) |
 //! | [`mpathd`] | multipathd's per-map key, so it registers paths that appear later |
 //!
@@ -55,6 +56,7 @@ pub mod mpathd;
 pub mod path;
 pub mod policy;
 pub mod pool;
+pub mod shared;
 pub mod slaves;
 pub mod state;
 

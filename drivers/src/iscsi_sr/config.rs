@@ -12,7 +12,7 @@ use sm_core::errors::{SmCode, SmError, SmResult};
 use sm_core::ids::ScsiId;
 use sm_core::secret::Secret;
 
-/// sm's configuration keys of an iSCSI SR (the driver_info `configuration` list).
+/// The configuration keys of an iSCSI LVM SR (the driver_info `configuration` list): sm's, plus `fencing`.
 pub const CONFIGURATION: &[ConfigKey] = &[
     ConfigKey {
         key: "target",
@@ -53,6 +53,10 @@ pub const CONFIGURATION: &[ConfigKey] = &[
     ConfigKey {
         key: "localIQN",
         description: "The initiator IQN to use (optional, defaults to host.other_config:iscsi_iqn)",
+    },
+    ConfigKey {
+        key: "fencing",
+        description: "SR-level I/O fencing by SCSI-3 persistent reservation: off (default, as sm), pr (every host registers a per-boot key, the LUN is reserved Write Exclusive - All Registrants, a host xapi reports dead is removed with PREEMPT AND ABORT before its VDIs are taken) or pr-no-abort (PREEMPT, for arrays without PREEMPT AND ABORT); also read from the SR's sm_config",
     },
 ];
 
@@ -141,6 +145,16 @@ fn chap(cx: &Ctx<'_>, user_key: &str, pass_key: &str) -> SmResult<Option<Chap>> 
             secret: s,
         })),
         _ => Ok(None),
+    }
+}
+
+/// The SR's sm_config: xapi sends it only with sr_probe; other calls with a session read it
+/// through XenAPI, calls without one (vdi_attach_from_config at boot) have none.
+pub fn sr_sm_config(cx: &Ctx<'_>) -> SmResult<BTreeMap<String, String>> {
+    if cx.req.sr_sm_config.is_empty() && cx.has_session() {
+        Ok(cx.xapi()?.sr_get_sm_config(&cx.sr_ref()?)?)
+    } else {
+        Ok(cx.req.sr_sm_config.clone())
     }
 }
 

@@ -62,6 +62,25 @@ impl IscsiLun {
         Ok(sys.dev_path(&format!("mapper/{name}")))
     }
 
+    /// The LUN's map name and its paths as persistent-reservation paths (SG_IO devices with
+    /// their I_T nexus), for SR-level fencing.
+    pub fn pr_paths(&self, cx: &Ctx<'_>) -> SmResult<(String, Vec<reservations::PrPath>)> {
+        let id = scsi_id(cx)?;
+        let sys = self.sys(cx);
+        let map = multipath::dm::show_map(sys.multipathd.as_ref(), id.as_str())
+            .ok()
+            .flatten()
+            .map_or_else(|| id.to_string(), |m| m.name);
+        let paths = reservations::slaves::paths_of_map(&sys.sysfs, &map)
+            .map_err(|e| SmError::new(SmCode::MultipathDeviceNotAppeared, e))?;
+        Ok((map, paths))
+    }
+
+    /// The host's multipathd.
+    pub fn multipathd(&self, cx: &Ctx<'_>) -> std::sync::Arc<dyn multipath::dm::Multipathd> {
+        self.sys(cx).multipathd.clone()
+    }
+
     fn load<'a>(cx: &'a Ctx<'a>, sys: &'a System) -> SmResult<IscsiSr<'a>> {
         IscsiSr::load(cx, sys, MULTIHOMED_DEFAULT)
     }

@@ -15,6 +15,7 @@
 //!
 //! A failing sr_create leaves nothing logged in or mapped.
 
+pub mod fencing;
 pub mod lun;
 
 use std::collections::BTreeMap;
@@ -50,11 +51,15 @@ impl Backing for IscsiLun {
         Ok(vec![self.device(cx)?])
     }
 
+    /// Login, the map, and (with `fencing=pr`) this host's registration before any write.
     fn connect(&self, cx: &Ctx<'_>) -> SmResult<()> {
-        IscsiLun::connect(self, cx).map(drop)
+        IscsiLun::connect(self, cx)?;
+        fencing::join(cx, self)
     }
 
+    /// This host's registration gone (with `fencing=pr`), then the map and the sessions.
     fn disconnect(&self, cx: &Ctx<'_>) -> SmResult<()> {
+        fencing::leave(cx, self)?;
         IscsiLun::disconnect(self, cx)
     }
 
@@ -63,8 +68,15 @@ impl Backing for IscsiLun {
     }
 
     /// CHAP secrets resolved and the initiator recorded: at boot there is no xapi to ask.
+    /// The SR's `fencing` mode goes with it (SR sm_config is not there at boot).
     fn standalone_device_config(&self, cx: &Ctx<'_>) -> SmResult<BTreeMap<String, String>> {
-        crate::iscsi_sr::config::standalone_device_config(cx)
+        let mut dc = crate::iscsi_sr::config::standalone_device_config(cx)?;
+        if let Some(v) = crate::iscsi_sr::config::sr_sm_config(cx)?.get(fencing::KEY)
+            && !dc.contains_key(fencing::KEY)
+        {
+            dc.insert(fencing::KEY.into(), v.clone());
+        }
+        Ok(dc)
     }
 }
 
@@ -91,7 +103,7 @@ impl Driver for MultipathLvmOIscsiSr {
     /// xapi calls sr_delete with the SR detached (sm's `load` logs in for it): the LUN is
     /// connected first, and released whatever the outcome.
     fn sr_delete(&self, cx: &Ctx<'_>) -> SmResult<()> {
-        IscsiLun::connect(&self.0.0, cx)?;
+        Backing::connect(&self.0.0, cx)?;
         let r = self.0.sr_delete(cx);
         if r.is_err()
             && let Err(e) = self.0.0.disconnect(cx)
@@ -131,7 +143,9 @@ impl Driver for MultipathLvmOIscsiSr {
     fn vdi_detach(&self, cx: &Ctx<'_>) -> SmResult<()> {
         self.0.vdi_detach(cx)
     }
+    /// With `fencing=pr`: this host still registered (46 when fenced), dead holders fenced.
     fn vdi_activate(&self, cx: &Ctx<'_>, writable: bool) -> SmResult<()> {
+        fencing::before_activate(cx, &self.0.0, writable)?;
         self.0.vdi_activate(cx, writable)
     }
     fn vdi_deactivate(&self, cx: &Ctx<'_>) -> SmResult<()> {

@@ -28,15 +28,9 @@ fn host_ref<'a>(cx: &'a Ctx<'_>) -> SmResult<&'a str> {
     }
 }
 
-/// The SR's reservation policy (device_config over SR sm_config). xapi sends the SR's
-/// sm_config only with sr_probe; other calls with a session read it through XenAPI, calls
-/// without one (vdi_attach_from_config at boot) have device_config alone.
+/// The SR's reservation policy (device_config over SR sm_config).
 pub fn policy(cx: &Ctx<'_>) -> SmResult<Policy> {
-    let sm_config = if cx.req.sr_sm_config.is_empty() && cx.has_session() {
-        cx.xapi()?.sr_get_sm_config(&cx.sr_ref()?)?
-    } else {
-        cx.req.sr_sm_config.clone()
-    };
+    let sm_config = crate::iscsi_sr::config::sr_sm_config(cx)?;
     Policy::from_config(cx.dconf().as_map(), &sm_config)
         .map_err(|e| SmError::new(SmCode::ConfigParamsMissing, e))
 }
@@ -44,7 +38,10 @@ pub fn policy(cx: &Ctx<'_>) -> SmResult<Policy> {
 /// The SMAPI fault for a reservation failure on the VDI.
 pub fn fault(vdi: &str, e: PrError) -> SmError {
     let code = match &e {
-        PrError::InUse { .. } | PrError::Foreign { .. } => SmCode::VDIInUse,
+        PrError::InUse { .. } | PrError::Foreign { .. } | PrError::ReservedOtherwise { .. } => {
+            SmCode::VDIInUse
+        }
+        PrError::Fenced { .. } => SmCode::VDIUnavailable,
         PrError::Unsupported { .. } | PrError::TypeUnsupported { .. } => SmCode::VDIUnavailable,
         PrError::NoUsablePath { .. } => SmCode::MultipathDeviceNotAppeared,
         PrError::Pool(_) => SmCode::APIFailure,

@@ -97,7 +97,7 @@ pub fn start<'l>(lab: &'l Lab, plugin: &str, log: &str) -> TwoHosts<'l> {
     let agent = bdesc.agent.clone().unwrap();
     b.address = agent.split(':').next().unwrap().to_string();
     b.exec = Exec::Agent { addr: agent };
-    b.plugin_dir = b_plugins.clone().into();
+    b.plugin_dir = b_plugins.clone();
     b.env = BTreeMap::from([("SMLOG_FILE".to_string(), smlog_b.clone())]);
     b.xapi_endpoint = Some(format!("tcp:{a_addr}:{port}"));
     let running = xapi_tests::server::start(cfg).unwrap();
@@ -260,6 +260,23 @@ impl TwoHosts<'_> {
                 _ => None,
             })
             .unwrap()
+    }
+
+    /// Every plugin call `command` that ran on host `i`, in order.
+    pub fn calls_on(&self, i: usize, command: &str) -> Vec<xapi_tests::trace::SmapiCall> {
+        let host = self.host(i).2;
+        xapi_tests::trace::read(self.emu().trace.path())
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e {
+                xapi_tests::trace::Event::Smapi(c)
+                    if c.command == command && c.host_name == host =>
+                {
+                    Some(*c)
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// `sm_config` of a VDI.

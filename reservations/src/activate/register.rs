@@ -13,7 +13,7 @@ use crate::state::LuState;
 use super::{Exclusive, Report};
 
 impl<'a> Exclusive<'a> {
-    pub(super) fn usable(&self) -> Result<Vec<&'a PrPath>, PrError> {
+    pub(crate) fn usable(&self) -> Result<Vec<&'a PrPath>, PrError> {
         let v: Vec<&PrPath> = self.lu.usable().collect();
         if v.is_empty() {
             return Err(PrError::NoUsablePath {
@@ -25,7 +25,7 @@ impl<'a> Exclusive<'a> {
 
     /// Our key registered by an initiator that none of our paths has: another host (or
     /// cluster) uses the same key.
-    pub(super) fn check_collision(&self, s: &LuState) -> Result<(), PrError> {
+    pub(crate) fn check_collision(&self, s: &LuState) -> Result<(), PrError> {
         let ours: Vec<&str> = self
             .lu
             .paths()
@@ -74,7 +74,7 @@ impl<'a> Exclusive<'a> {
     /// REGISTER AND IGNORE EXISTING KEY `key` (0 = unregister) on `paths`. Returns the paths
     /// where the device answered GOOD, and those where the outcome is unknown.
     #[allow(clippy::type_complexity)]
-    pub(super) fn register_on<'p>(
+    pub(crate) fn register_on<'p>(
         &self,
         paths: &[&'p PrPath],
         key: u64,
@@ -108,7 +108,7 @@ impl<'a> Exclusive<'a> {
     }
 
     /// Whether `p` is registered with our key in `s` (`None` when the state cannot tell).
-    pub(super) fn is_registered(&self, s: &LuState, p: &PrPath) -> Option<bool> {
+    pub(crate) fn is_registered(&self, s: &LuState, p: &PrPath) -> Option<bool> {
         p.nexus
             .as_ref()
             .and_then(|n| s.nexus_registered(n, self.me))
@@ -116,7 +116,7 @@ impl<'a> Exclusive<'a> {
 
     /// The usable paths that `s` shows unregistered (count-based when nexuses are unknown:
     /// all of them when fewer keys than paths are registered).
-    pub(super) fn unregistered(&self, s: &LuState, usable: &[&'a PrPath]) -> Vec<&'a PrPath> {
+    pub(crate) fn unregistered(&self, s: &LuState, usable: &[&'a PrPath]) -> Vec<&'a PrPath> {
         let exact: Option<Vec<&PrPath>> = usable
             .iter()
             .map(|p| self.is_registered(s, p).map(|r| (p, r)))
@@ -130,7 +130,7 @@ impl<'a> Exclusive<'a> {
     }
 
     /// Registers our key on every usable path and returns the paths known registered.
-    pub(super) fn register_all(
+    pub(crate) fn register_all(
         &self,
         usable: &[&'a PrPath],
         report: &mut Report,

@@ -590,6 +590,11 @@ impl XenApi {
         self.call_unit("PBD.add_to_other_config", &[s(pbd), s(k), s(v)])
     }
 
+    /// `PBD.remove_from_other_config` (no error when the key is absent).
+    pub fn pbd_remove_other_config_key(&self, pbd: &str, k: &str) -> XResult<()> {
+        self.call_unit("PBD.remove_from_other_config", &[s(pbd), s(k)])
+    }
+
     /// `PBD.get_other_config`.
     pub fn pbd_get_other_config(&self, pbd: &str) -> XResult<BTreeMap<String, String>> {
         self.call_map("PBD.get_other_config", &[s(pbd)])
