@@ -567,3 +567,51 @@ fn each_connect_step_has_its_smapi_code() {
     });
     assert_eq!(e.detail.as_deref(), Some("x did not happen within 1s: y"));
 }
+
+/// The config a static VDI attaches from at boot: the CHAP secret resolved in plaintext (its
+/// `_secret` reference gone), the initiator from host.other_config unless device_config names
+/// one, the host's multipathing keys; an unknown secret is fault 20 and no iscsi_iqn anywhere
+/// fault 97.
+#[test]
+fn standalone_device_config_resolves_what_boot_cannot_ask_xapi_for() {
+    let w = world();
+    w.xapi
+        .state()
+        .host_other_config
+        .insert("multipathing".into(), "true".into());
+    let req = request(T2_DCONF);
+    let cx = Ctx::new(&req, &w.host);
+    let dc = config::standalone_device_config(&cx).unwrap();
+    assert_eq!(
+        dc.get("chappassword").map(String::as_str),
+        Some("labsecret123")
+    );
+    assert!(!dc.contains_key("chappassword_secret"), "{dc:?}");
+    assert_eq!(
+        dc.get("localIQN").map(String::as_str),
+        Some("iqn.2026-01.test.lab:host-a")
+    );
+    assert_eq!(dc.get("multipathing").map(String::as_str), Some("true"));
+    assert_eq!(dc.get("targetIQN").map(String::as_str), Some(T2_IQN));
+
+    let mut own = T2_DCONF.to_vec();
+    own.push(("localIQN", "iqn.2026-01.test.lab:mine"));
+    let req = request(&own);
+    let dc = config::standalone_device_config(&Ctx::new(&req, &w.host)).unwrap();
+    assert_eq!(
+        dc.get("localIQN").map(String::as_str),
+        Some("iqn.2026-01.test.lab:mine")
+    );
+
+    let req = request(&[("target", "10.99.0.1"), ("chappassword_secret", "nope")]);
+    assert_eq!(
+        code(config::standalone_device_config(&Ctx::new(&req, &w.host))),
+        20
+    );
+    w.xapi.state().host_other_config.clear();
+    let req = request(&[("target", "10.99.0.1")]);
+    assert_eq!(
+        code(config::standalone_device_config(&Ctx::new(&req, &w.host))),
+        97
+    );
+}

@@ -122,7 +122,7 @@ pub fn copy(cx: &Ctx<'_>, sr: &SrVg<'_>, kind: CopyKind) -> SmResult<VdiLocation
     let mut vg = sr.require()?;
     // A copy killed earlier left its copy and its copy-on-write snapshot of a source: the
     // snapshot slows that source's writes and takes room until it is gone.
-    if super::sr::remove_stale_temporaries(sr, &vg)? {
+    if super::sr::remove_stale_temporaries(cx, sr, &vg)? {
         vg = sr.require()?;
     }
     let src = require_lv(sr, &vg, &loc)?.clone();
@@ -158,7 +158,11 @@ pub fn copy(cx: &Ctx<'_>, sr: &SrVg<'_>, kind: CopyKind) -> SmResult<VdiLocation
             &LvCreate {
                 activate: true,
                 zero: false,
-                tags: Vec::new(),
+                tags: if src.attr.is_active() {
+                    Vec::new()
+                } else {
+                    vec![layout::reactivated_tag(&src.name)]
+                },
             },
         )?;
         made.copy = Some(copy_lv.clone());

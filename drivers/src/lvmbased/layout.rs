@@ -89,6 +89,18 @@ pub fn cow_name(new: &VdiUuid) -> String {
     format!("{TEMP_PREFIX}cow-{new}")
 }
 
+/// The tag a copy's temporary LV carries when the copy activated its inactive source `lv`
+/// (lvm2 activates a snapshot only with its origin): what a killed copy left tells which
+/// source to deactivate again.
+pub fn reactivated_tag(lv: &str) -> String {
+    format!("{TEMP_PREFIX}reactivated:{lv}")
+}
+
+/// The source LV a [`reactivated_tag`] names.
+pub fn reactivated_source(tag: &str) -> Option<&str> {
+    tag.strip_prefix(TEMP_PREFIX)?.strip_prefix("reactivated:")
+}
+
 /// Whether an LV is one of our temporary ones.
 pub fn is_temp(lv: &str) -> bool {
     lv.starts_with(TEMP_PREFIX)

@@ -157,8 +157,10 @@ fn refuse_open_lvs(vg: &Vg) -> SmResult<()> {
 }
 
 /// Removes our temporary LVs that a crashed call left (only on the master, which alone makes
-/// them, and only while the caller holds the SR lock). Returns whether it removed any.
-pub(super) fn remove_stale_temporaries(sr: &SrVg<'_>, vg: &Vg) -> SmResult<bool> {
+/// them, and only while the caller holds the SR lock), then deactivates a source such a copy
+/// had activated, unless it is open or this host has it active for xapi (its `host_<ref>`
+/// record). Returns whether it removed any.
+pub(super) fn remove_stale_temporaries(cx: &Ctx<'_>, sr: &SrVg<'_>, vg: &Vg) -> SmResult<bool> {
     if !sr.master {
         return Ok(false);
     }
@@ -173,11 +175,43 @@ pub(super) fn remove_stale_temporaries(sr: &SrVg<'_>, vg: &Vg) -> SmResult<bool>
         tracing::warn!(vg = %sr.name, lv = %l.name, "removing a temporary LV left by an interrupted call");
         sr.lvm.lv_remove(&sr.name, &l.name)?;
     }
+    let sources = stale
+        .iter()
+        .flat_map(|l| l.tags.iter().filter_map(|t| layout::reactivated_source(t)));
+    for src in sources {
+        let Some(lv) = vg.lvs.iter().find(|l| l.name == src) else {
+            continue;
+        };
+        if !lv.attr.is_active() || lv.attr.is_open() || active_here_for_xapi(cx, src) {
+            continue;
+        }
+        tracing::warn!(vg = %sr.name, lv = src, "deactivating the source an interrupted copy activated");
+        if let Err(e) = sr.lvm.lv_activate(&sr.name, src, false) {
+            tracing::warn!(lv = src, "cannot deactivate it: {e}");
+        }
+    }
     Ok(!stale.is_empty())
 }
 
+/// Whether xapi records VDI LV `lv` as active on this host; `true` when it cannot tell (no
+/// session, no such VDI record): then nothing is deactivated.
+fn active_here_for_xapi(cx: &Ctx<'_>, lv: &str) -> bool {
+    let Some(loc) = layout::location_of(lv) else {
+        return true;
+    };
+    if !cx.has_session() {
+        return true;
+    }
+    let mine = crate::activation::host_key(&cx.req.host_ref);
+    let r = cx.xapi().and_then(|x| {
+        let vdi = x.vdi_get_by_uuid(loc.as_str())?;
+        Ok(x.vdi_get_sm_config(&vdi)?.contains_key(&mine))
+    });
+    r.unwrap_or(true)
+}
+
 /// sr_delete.
-pub fn delete(_cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
+pub fn delete(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
     sr.require_master(LvmOp::VgRemove)?;
     let scan = sr.lvm.scan()?;
     let Some(vg) = scan.vg(&sr.name) else {
@@ -210,7 +244,7 @@ pub fn delete(_cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
             ),
         ));
     }
-    remove_stale_temporaries(sr, vg)?;
+    remove_stale_temporaries(cx, sr, vg)?;
     if vg.lvs.iter().any(|l| l.attr.is_active()) {
         sr.lvm.vg_activate(&sr.name, false)?;
     }
@@ -242,15 +276,72 @@ fn refuse_sm_content(vg: &Vg) -> SmResult<()> {
 }
 
 /// sr_attach.
-pub fn attach(_cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
+pub fn attach(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
+    settle_udev(cx);
     let vg = sr.require()?;
     refuse_sm_content(&vg)?;
-    remove_stale_temporaries(sr, &vg)?;
+    remove_stale_temporaries(cx, sr, &vg)?;
+    deactivate_unused(cx, sr, &vg);
     Ok(())
 }
 
-/// sr_detach.
-pub fn detach(_cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
+/// Waits (10 s at most) for udev to finish the events of devices that just appeared: lvm2's
+/// udev rules autoactivate a VG when its PV appears, and that must be over before the LVs'
+/// state is read. A failure is only logged.
+fn settle_udev(cx: &Ctx<'_>) {
+    let cmd = sm_core::host::run::Cmd::new("udevadm")
+        .args(["settle", "--timeout=10"])
+        .timeout(std::time::Duration::from_secs(15));
+    if let Err(e) = cx.host.runner.run(&cmd) {
+        tracing::debug!("udevadm settle: {e}");
+    }
+}
+
+/// Deactivates the VDI LVs active on this host that nothing uses here: not open, and not
+/// active here for xapi (no `host_<ref>` record). lvm2's event activation activates every LV
+/// of the VG on every host whose map appears, and such a mapping goes stale when the master
+/// resizes or removes the LV. Nothing is touched while a copy is at work (temporary LVs),
+/// without a session, or when xapi cannot be asked; failures are logged.
+fn deactivate_unused(cx: &Ctx<'_>, sr: &SrVg<'_>, vg: &Vg) {
+    let idle: Vec<&sm_core::lvm::Lv> = vg
+        .lvs
+        .iter()
+        .filter(|l| {
+            layout::location_of(&l.name).is_some() && l.attr.is_active() && !l.attr.is_open()
+        })
+        .collect();
+    if idle.is_empty() || !cx.has_session() || vg.lvs.iter().any(|l| layout::is_temp(&l.name)) {
+        return;
+    }
+    let mine = crate::activation::host_key(&cx.req.host_ref);
+    let records = cx
+        .sr_ref()
+        .and_then(|sr_ref| Ok(cx.xapi()?.vdi_records_of_sr(&sr_ref)?));
+    let used: Vec<String> = match records {
+        Ok(r) => r
+            .into_iter()
+            .filter(|v| v.sm_config.contains_key(&mine))
+            .map(|v| v.location)
+            .collect(),
+        Err(e) => {
+            tracing::warn!("cannot tell which active LVs are in use here: {e}");
+            return;
+        }
+    };
+    for l in idle {
+        if layout::location_of(&l.name).is_some_and(|loc| used.contains(&loc.to_string())) {
+            continue;
+        }
+        tracing::info!(lv = %l.name, "deactivating an LV active on this host that nothing uses here (lvm2 autoactivation)");
+        if let Err(e) = sr.lvm.lv_activate(&sr.name, &l.name, false) {
+            tracing::warn!(lv = %l.name, "cannot deactivate it: {e}");
+        }
+    }
+}
+
+/// sr_detach: every LV deactivated (refused while one is open), then the mappings lvm2 no
+/// longer knows removed.
+pub fn detach(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
     let Some(vg) = sr.report()? else {
         return Ok(());
     };
@@ -259,6 +350,36 @@ pub fn detach(_cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
         sr.lvm
             .vg_activate(&sr.name, false)
             .map_err(|e| SmError::new(SmCode::SRInUse, e))?;
+    }
+    remove_stale_mappings(cx, sr)
+}
+
+/// Removes the device-mapper devices of the VG still built on the SR's devices once its LVs
+/// are deactivated: LVs removed or renamed on the master while active here, which lvm2 no
+/// longer knows. Only mappings named after our VG are touched; one still open is fault 16.
+fn remove_stale_mappings(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
+    let sysfs = sm_core::host::sysfs::Sysfs::of(&cx.host.paths);
+    let prefix = format!("{}-", sr.name.replace('-', "--"));
+    for dev in &sr.devices {
+        let Ok(rdev) = block::rdev(&cx.host.paths.host(&dev.display().to_string())) else {
+            continue;
+        };
+        for holder in sysfs.holders(block::dev_pair(rdev)) {
+            let Some(name) = sysfs.read(&format!("/sys/block/{holder}/dm/name")) else {
+                continue;
+            };
+            if !name.starts_with(&prefix) {
+                continue;
+            }
+            tracing::warn!(mapping = %name, "removing a mapping of an LV lvm2 no longer knows (removed elsewhere while active here)");
+            let cmd = sm_core::host::run::Cmd::new("dmsetup")
+                .args(["remove", &name])
+                .timeout(std::time::Duration::from_secs(30));
+            cx.host
+                .runner
+                .run(&cmd)
+                .map_err(|e| SmError::new(SmCode::SRInUse, e))?;
+        }
     }
     Ok(())
 }
@@ -296,7 +417,7 @@ fn sizes(vg: &Vg, found: &BTreeMap<String, Option<Found>>) -> SrSizes {
 pub fn scan(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
     let mut vg = sr.require()?;
     refuse_sm_content(&vg)?;
-    if remove_stale_temporaries(sr, &vg)? {
+    if remove_stale_temporaries(cx, sr, &vg)? {
         vg = sr.require()?;
     }
     let found = found(&vg);

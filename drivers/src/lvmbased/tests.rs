@@ -577,6 +577,104 @@ fn a_copy_first_removes_what_a_killed_copy_left() {
     assert!(lvm[4].starts_with("lvcreate"), "then the new copy: {lvm:?}");
 }
 
+/// `report` with `tags` on LV `lv`.
+fn tagged(report: String, lv: &str, tags: &str) -> String {
+    let at = report.find(&format!(r#""lv_name":"{lv}""#)).unwrap();
+    let t = at + report[at..].find(r#""lv_tags":"""#).unwrap();
+    format!(
+        "{}\"lv_tags\":\"{tags}\"{}",
+        &report[..t],
+        &report[t + r#""lv_tags":"""#.len()..]
+    )
+}
+
+/// A copy killed after it activated its inactive source left the source active: the clean-up
+/// deactivates it again, unless xapi records the VDI active on this host.
+#[test]
+fn the_clean_up_deactivates_the_source_a_killed_copy_activated_unless_it_is_in_use() {
+    for recorded in [false, true] {
+        let (fake, calls) = env();
+        record(&calls, A, 2 * EXT);
+        if recorded {
+            calls
+                .xapi
+                .set_vdi_sm_config(A, &format!("host_{}", calls.host_ref), "RW");
+        }
+        let copy = format!("xsm-copy-{B}");
+        let left = tagged(
+            report(
+                40,
+                &[
+                    (&lv(A), 2 * EXT, "owi-a-----", ""),
+                    (&copy, 2 * EXT, "-wi-a-----", ""),
+                    (&format!("xsm-cow-{B}"), 3 * EXT, "swi-a-s---", &lv(A)),
+                ],
+            ),
+            &copy,
+            &format!("xsm-reactivated:{}", lv(A)),
+        );
+        on_report(&fake, &left);
+        on_report(&fake, &report(50, &[(&lv(A), 2 * EXT, "-wi-a-----", "")]));
+        calls.call("sr_scan", &[]).unwrap();
+        let deactivated = fake
+            .calls()
+            .iter()
+            .any(|c| c[0] == "lvm" && c[1] == "lvchange" && c.contains(&"-an".to_string()));
+        assert_eq!(deactivated, !recorded, "recorded active here: {recorded}");
+    }
+}
+
+/// lvm2's event activation left every LV active: sr_attach deactivates those neither open nor
+/// recorded active on this host, and leaves the others.
+#[test]
+fn sr_attach_deactivates_what_autoactivation_left_and_nothing_in_use() {
+    let (fake, calls) = env();
+    let c = "3c0f7a52-7d1e-4a35-9d3b-2b8c1e0d4f6a";
+    for v in [A, B, c] {
+        record(&calls, v, 2 * EXT);
+    }
+    calls
+        .xapi
+        .set_vdi_sm_config(B, &format!("host_{}", calls.host_ref), "RW");
+    on_report(
+        &fake,
+        &report(
+            40,
+            &[
+                (&lv(A), 2 * EXT, "-wi-a-----", ""),
+                (&lv(B), 2 * EXT, "-wi-a-----", ""),
+                (&lv(c), 2 * EXT, "-wi-ao----", ""),
+            ],
+        ),
+    );
+    calls.call("sr_attach", &[]).unwrap();
+    let off: Vec<String> = fake
+        .calls()
+        .iter()
+        .filter(|c| c[0] == "lvm" && c[1] == "lvchange" && c.contains(&"-an".to_string()))
+        .map(|c| c.last().unwrap().rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(off, vec![lv(A)], "only the idle, unrecorded LV");
+}
+
+#[test]
+fn a_copy_tags_its_temporary_lv_with_the_source_it_activated() {
+    let (fake, calls) = env();
+    record(&calls, A, 2 * EXT);
+    on_report(&fake, &report(50, &[(&lv(A), 2 * EXT, "-wi-------", "")]));
+    on_report(&fake, &report(50, &[(&lv(A), 2 * EXT, "-wi-------", "")]));
+    let _ = calls.vdi_call("vdi_snapshot", &[], A);
+    let create = fake
+        .calls()
+        .into_iter()
+        .find(|c| c[0] == "lvm" && c[1] == "lvcreate")
+        .unwrap();
+    assert!(
+        create.contains(&format!("xsm-reactivated:{}", lv(A))),
+        "{create:?}"
+    );
+}
+
 #[test]
 fn a_failed_copy_removes_what_it_made_and_restores_the_source() {
     let (fake, calls) = env();

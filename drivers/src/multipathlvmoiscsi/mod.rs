@@ -13,6 +13,10 @@
 //! - sr_detach deactivates the LVs, flushes the map and logs out unless another SR uses the
 //!   target; sr_scan and sr_update count the paths again.
 //!
+//! - With `fencing=pr` ([`fencing`]) each host registers a per-boot key on every path at
+//!   sr_attach, checks it before each vdi_activate, and fences a dead holder of the VDI with
+//!   PREEMPT AND ABORT.
+//!
 //! A failing sr_create leaves nothing logged in or mapped.
 
 pub mod fencing;
