@@ -277,24 +277,12 @@ fn refuse_sm_content(vg: &Vg) -> SmResult<()> {
 
 /// sr_attach.
 pub fn attach(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
-    settle_udev(cx);
+    sr.lvm.settle_udev();
     let vg = sr.require()?;
     refuse_sm_content(&vg)?;
     remove_stale_temporaries(cx, sr, &vg)?;
     deactivate_unused(cx, sr, &vg);
     Ok(())
-}
-
-/// Waits (10 s at most) for udev to finish the events of devices that just appeared: lvm2's
-/// udev rules autoactivate a VG when its PV appears, and that must be over before the LVs'
-/// state is read. A failure is only logged.
-fn settle_udev(cx: &Ctx<'_>) {
-    let cmd = sm_core::host::run::Cmd::new("udevadm")
-        .args(["settle", "--timeout=10"])
-        .timeout(std::time::Duration::from_secs(15));
-    if let Err(e) = cx.host.runner.run(&cmd) {
-        tracing::debug!("udevadm settle: {e}");
-    }
 }
 
 /// Deactivates the VDI LVs active on this host that nothing uses here: not open, and not
@@ -372,13 +360,7 @@ fn remove_stale_mappings(cx: &Ctx<'_>, sr: &SrVg<'_>) -> SmResult<()> {
                 continue;
             }
             tracing::warn!(mapping = %name, "removing a mapping of an LV lvm2 no longer knows (removed elsewhere while active here)");
-            let cmd = sm_core::host::run::Cmd::new("dmsetup")
-                .args(["remove", &name])
-                .timeout(std::time::Duration::from_secs(30));
-            cx.host
-                .runner
-                .run(&cmd)
-                .map_err(|e| SmError::new(SmCode::SRInUse, e))?;
+            sr.lvm.remove_mapping(&name)?;
         }
     }
     Ok(())

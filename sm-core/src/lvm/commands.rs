@@ -8,6 +8,7 @@ use super::Lvm;
 use super::error::{LvmError, LvmOp};
 use super::report::{self, LV_COLUMNS, PV_COLUMNS, Report, VG_COLUMNS, Vg};
 use crate::host::Output;
+use crate::host::run::Cmd;
 
 /// Options of `vgcreate`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -217,6 +218,29 @@ impl Lvm<'_> {
         };
         self.exec(op, "lvchange", &[flag, &lv_path(vg, lv)])
             .map(|_| ())
+    }
+
+    /// `dmsetup remove <name>`: a device-mapper mapping of an LV that lvm2 no longer knows (it
+    /// was removed on another host while active here). Fails while the mapping is open.
+    pub fn remove_mapping(&self, name: &str) -> Result<(), LvmError> {
+        let cmd = Cmd::new("dmsetup")
+            .args(["remove", name])
+            .timeout(std::time::Duration::from_secs(30));
+        self.runner
+            .run(&cmd)
+            .map(|_| ())
+            .map_err(|e| LvmError::from_run(LvmOp::MappingRemove, e))
+    }
+
+    /// `udevadm settle` (10 s at most): lvm2's udev rules activate a VG whose PV just appeared,
+    /// and those events must be over before LV states are read. A failure is only logged.
+    pub fn settle_udev(&self) {
+        let cmd = Cmd::new("udevadm")
+            .args(["settle", "--timeout=10"])
+            .timeout(std::time::Duration::from_secs(15));
+        if let Err(e) = self.runner.run(&cmd) {
+            tracing::debug!("udevadm settle: {e}");
+        }
     }
 
     /// `lvextend -L <bytes>b <vg>/<lv>`: grows an LV (lvm2 rounds up to whole extents and

@@ -50,6 +50,8 @@ pub enum LvmOp {
     LvRename,
     /// Tags and other metadata changes (`lvchange --addtag`, ...).
     MetadataWrite,
+    /// `dmsetup remove` of a mapping of an LV lvm2 no longer knows.
+    MappingRemove,
 }
 
 impl LvmOp {
@@ -72,6 +74,7 @@ impl LvmOp {
             LvmOp::LvResize => "resizing a logical volume",
             LvmOp::LvRename => "renaming a logical volume",
             LvmOp::MetadataWrite => "writing LVM metadata",
+            LvmOp::MappingRemove => "removing a stale device-mapper mapping",
         }
     }
 
@@ -94,6 +97,7 @@ impl LvmOp {
             LvmOp::LvResize => SmCode::LVMResize,
             LvmOp::LvRename => SmCode::LVMWrite,
             LvmOp::MetadataWrite => SmCode::LVMWrite,
+            LvmOp::MappingRemove => SmCode::SRInUse,
         }
     }
 }
@@ -412,6 +416,7 @@ mod tests {
             (LvmOp::MetadataWrite, 54),
             (LvmOp::LvRename, 54),
             (LvmOp::LvResize, 59),
+            (LvmOp::MappingRemove, 16),
         ] {
             assert_eq!(failed(op, "boom").sm_code().value(), code, "{op:?}");
         }
