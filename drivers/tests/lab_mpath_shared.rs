@@ -158,12 +158,7 @@ fn shared_sr<'l>(
 ) -> (TwoHosts<'l>, Target<'l>, String) {
     let t = Target::add(lab, name, size_mb);
     let p = lab_pool::start(lab, "MultipathLVMoISCSISR", &format!("mpath-{name}"));
-    let target = lab
-        .portals()
-        .iter()
-        .map(|p| p.address.split(':').next().unwrap().to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let target = lab_pool::portal_addresses(lab);
     let started = Instant::now();
     let mut args = vec![
         "sr-create".to_string(),
@@ -311,19 +306,10 @@ fn lab2_mpath_lvmoiscsi_one_sr_two_hosts_vms_move_between_them() {
     p.xe_ok(&["vm-start", &format!("uuid={vm}"), &format!("on={b_name}")]);
     assert!(lv_active(&lab, true, &sr, &root) && !lv_active(&lab, false, &sr, &root));
     let first = write_lv(&lab, true, &sr, &root, AT, 4);
-    assert_eq!(
-        p.sm_config(&root_ref)
-            .get(&format!("host_{b_ref}"))
-            .map(String::as_str),
-        Some("RW")
-    );
+    assert_eq!(p.record_of(&root_ref, 1).as_deref(), Some("RW"));
 
     // RW on B: A is refused (fault 24 naming B) and its LV stays inactive.
-    let e = p.dp(0, &root_ref, "intruder", rw(true)).unwrap_err();
-    assert_eq!(e[0], "VDI_IN_USE", "{e:?}\n{}", p.smlog_tail());
-    let (code, text) = p.last_call("vdi_activate").fault.unwrap();
-    assert_eq!(code, 24, "{text}");
-    assert!(text.contains(&b_name), "names the holder: {text}");
+    let text = p.refused_in_use(0, &root_ref, &b_name);
     out(&format!("MP-SHARED refused on A: {text}"));
     assert!(!lv_active(&lab, false, &sr, &root));
     let _ = p.dp(0, &root_ref, "intruder", None);

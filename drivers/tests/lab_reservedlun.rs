@@ -70,12 +70,7 @@ fn start(lab: &Lab) -> Pool<'_> {
         sr: String::new(),
         touched: Default::default(),
     };
-    let target = lab
-        .portals()
-        .iter()
-        .map(|p| p.address.split(':').next().unwrap().to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let target = lab_pool::portal_addresses(lab);
     pool.sr = pool.xe_ok(&[
         "sr-create",
         "type=reservedlun",
@@ -206,22 +201,11 @@ fn lab2_reservedlun_exclusive_activation_migration_and_crash_cleanup() {
         view.reservation.as_ref().map(|r| r.holder.as_str()),
         Some(lab.host_a().iqn.as_str())
     );
-    assert_eq!(
-        p.sm_config(&vdi)
-            .get(&format!("host_{a_ref}"))
-            .map(String::as_str),
-        Some("RW")
-    );
+    assert_eq!(p.record_of(&vdi, 0).as_deref(), Some("RW"));
 
     // Host B: vdi_activate refused with VDIInUse naming A; the array rejects B's WRITE.
     // (xapi maps fault 24 to VDI_IN_USE; the plugin's fault text is in the emulator's trace.)
-    let e = p.dp(1, &vdi, "intruder", rw(true)).unwrap_err();
-    assert_eq!(e[0], "VDI_IN_USE", "{e:?}\n{}", p.smlog_tail());
-    let refused = p.last_call("vdi_activate");
-    assert_eq!(refused.host_name, b_name);
-    let (code, text) = refused.fault.clone().unwrap();
-    assert_eq!(code, 24, "{text}");
-    assert!(text.contains(&a_name), "names the holder: {text}");
+    let text = p.refused_in_use(1, &vdi, &a_name);
     out(&format!("RL-REFUSED {text}"));
     let w = write_on_b(&lab, lun).unwrap_err();
     assert!(is_conflict(&w), "{w}");

@@ -50,27 +50,26 @@ impl IscsiLun {
         }
     }
 
-    /// The LUN's multipath device (`/dev/mapper/<map>`; the map is named by the SCSI id unless
-    /// multipathd has an alias for it). No side effects.
-    pub fn device(&self, cx: &Ctx<'_>) -> SmResult<PathBuf> {
-        let id = scsi_id(cx)?;
-        let sys = self.sys(cx);
-        let name = multipath::dm::show_map(sys.multipathd.as_ref(), id.as_str())
+    /// The name of the LUN's map: its SCSI id unless multipathd has an alias for it.
+    fn map_name(sys: &System, id: &ScsiId) -> String {
+        multipath::dm::show_map(sys.multipathd.as_ref(), id.as_str())
             .ok()
             .flatten()
-            .map_or_else(|| id.to_string(), |m| m.name);
+            .map_or_else(|| id.to_string(), |m| m.name)
+    }
+
+    /// The LUN's multipath device (`/dev/mapper/<map>`). No side effects.
+    pub fn device(&self, cx: &Ctx<'_>) -> SmResult<PathBuf> {
+        let sys = self.sys(cx);
+        let name = Self::map_name(&sys, &scsi_id(cx)?);
         Ok(sys.dev_path(&format!("mapper/{name}")))
     }
 
     /// The LUN's map name and its paths as persistent-reservation paths (SG_IO devices with
     /// their I_T nexus), for SR-level fencing.
     pub fn pr_paths(&self, cx: &Ctx<'_>) -> SmResult<(String, Vec<reservations::PrPath>)> {
-        let id = scsi_id(cx)?;
         let sys = self.sys(cx);
-        let map = multipath::dm::show_map(sys.multipathd.as_ref(), id.as_str())
-            .ok()
-            .flatten()
-            .map_or_else(|| id.to_string(), |m| m.name);
+        let map = Self::map_name(&sys, &scsi_id(cx)?);
         let paths = reservations::slaves::paths_of_map(&sys.sysfs, &map)
             .map_err(|e| SmError::new(SmCode::MultipathDeviceNotAppeared, e))?;
         Ok((map, paths))

@@ -49,6 +49,15 @@ pub fn rw(active: bool) -> Option<DpState> {
     })
 }
 
+/// device_config `target`: the address of every portal of the lab's array, comma-separated.
+pub fn portal_addresses(lab: &Lab) -> String {
+    lab.portals()
+        .iter()
+        .map(|p| p.address.split(':').next().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Starts the emulator with hosts A and B, `plugin` (`ReservedLUNSR`) linked to the lab's
 /// `xsm` on both, each logging to `SMlog.<log>` in the run's log directory.
 pub fn start<'l>(lab: &'l Lab, plugin: &str, log: &str) -> TwoHosts<'l> {
@@ -277,6 +286,26 @@ impl TwoHosts<'_> {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The mode (`RW`, `RO`) of host `i`'s activation record on a VDI, if it has one.
+    pub fn record_of(&self, vdi_ref: &str, i: usize) -> Option<String> {
+        self.sm_config(vdi_ref)
+            .get(&format!("host_{}", self.host(i).0))
+            .cloned()
+    }
+
+    /// Activates `vdi` read-write on host `i`, which must be refused as in use by the host
+    /// named `holder` (xapi's VDI_IN_USE of the plugin's fault 24): the fault's text.
+    pub fn refused_in_use(&self, i: usize, vdi_ref: &str, holder: &str) -> String {
+        let e = self.dp(i, vdi_ref, "intruder", rw(true)).unwrap_err();
+        assert_eq!(e[0], "VDI_IN_USE", "{e:?}\n{}", self.smlog_tail());
+        let refused = self.last_call("vdi_activate");
+        assert_eq!(refused.host_name, self.host(i).2);
+        let (code, text) = refused.fault.unwrap();
+        assert_eq!(code, 24, "{text}");
+        assert!(text.contains(holder), "names the holder: {text}");
+        text
     }
 
     /// `sm_config` of a VDI.

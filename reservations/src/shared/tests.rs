@@ -6,7 +6,7 @@ use sm_core::scsi::{self, Lba, PrType, RegisterOpts, ScsiError};
 use sm_core::testing::{FakeLu, FakeScsi};
 
 use super::*;
-use crate::activate::tests::{IQN_A, IQN_B, host, key_a, key_b};
+use crate::activate::tests::{Host, IQN_A, IQN_B, host, key_a, key_b};
 
 fn write(t: &FakeScsi) -> Result<(), ScsiError> {
     scsi::write_blocks(t, Lba(8), &[0x5a; 512], 512)
@@ -20,6 +20,14 @@ fn pr_outs(lu: &FakeLu) -> usize {
     lu.log().iter().filter(|l| l.cdb[0] == 0x5f).count()
 }
 
+/// A LIO-like LU and hosts A and B with two paths each.
+fn two_hosts() -> (FakeLu, Host, Host) {
+    let fake = FakeLu::default();
+    let a = host(&fake, IQN_A, 0x23d000000);
+    let b = host(&fake, IQN_B, 0x23d100000);
+    (fake, a, b)
+}
+
 fn member<'a>(lu: &'a Lu<'a>, me: PrKey) -> Member<'a> {
     Member {
         lu,
@@ -30,11 +38,7 @@ fn member<'a>(lu: &'a Lu<'a>, me: PrKey) -> Member<'a> {
 
 #[test]
 fn two_hosts_join_the_first_reserves_and_every_registered_path_writes() {
-    let fake = FakeLu::default();
-    let (a, b) = (
-        host(&fake, IQN_A, 0x23d000000),
-        host(&fake, IQN_B, 0x23d100000),
-    );
+    let (fake, a, b) = two_hosts();
     let (lu_a, lu_b) = (
         Lu::new(fake.wwid(), &a.paths),
         Lu::new(fake.wwid(), &b.paths),
@@ -66,11 +70,7 @@ fn two_hosts_join_the_first_reserves_and_every_registered_path_writes() {
 
 #[test]
 fn a_fenced_host_s_writes_are_refused_on_every_path_and_it_knows() {
-    let fake = FakeLu::default();
-    let (a, b) = (
-        host(&fake, IQN_A, 0x23d000000),
-        host(&fake, IQN_B, 0x23d100000),
-    );
+    let (fake, a, b) = two_hosts();
     let (lu_a, lu_b) = (
         Lu::new(fake.wwid(), &a.paths),
         Lu::new(fake.wwid(), &b.paths),
@@ -116,11 +116,7 @@ fn a_fenced_host_s_writes_are_refused_on_every_path_and_it_knows() {
 
 #[test]
 fn another_scheme_s_reservation_is_refused_before_anything_is_sent() {
-    let fake = FakeLu::default();
-    let (a, b) = (
-        host(&fake, IQN_A, 0x23d000000),
-        host(&fake, IQN_B, 0x23d100000),
-    );
+    let (fake, a, b) = two_hosts();
     scsi::pr_register(&b.fakes[0], 0, 0xb1, RegisterOpts::default()).unwrap();
     scsi::pr_reserve(&b.fakes[0], 0xb1, PrType::WriteExclusiveRegistrantsOnly).unwrap();
     let lu_a = Lu::new(fake.wwid(), &a.paths);
@@ -136,11 +132,7 @@ fn another_scheme_s_reservation_is_refused_before_anything_is_sent() {
 
 #[test]
 fn leaving_keeps_the_reservation_for_the_others_and_the_last_one_ends_it() {
-    let fake = FakeLu::default();
-    let (a, b) = (
-        host(&fake, IQN_A, 0x23d000000),
-        host(&fake, IQN_B, 0x23d100000),
-    );
+    let (fake, a, b) = two_hosts();
     let (lu_a, lu_b) = (
         Lu::new(fake.wwid(), &a.paths),
         Lu::new(fake.wwid(), &b.paths),
