@@ -78,10 +78,10 @@ impl Mode {
     }
 }
 
-/// The SMAPI fault for a reservation failure of the SR's LUN.
+/// The SMAPI fault for a reservation failure of the SR's LUN: `code` unless the LUN has no
+/// usable path or the pool could not be asked.
 fn fault(code: SmCode, e: PrError) -> SmError {
     let code = match &e {
-        PrError::Fenced { .. } => code,
         PrError::NoUsablePath { .. } => SmCode::MultipathDeviceNotAppeared,
         PrError::Pool(_) => SmCode::APIFailure,
         _ => code,
