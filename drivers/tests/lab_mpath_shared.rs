@@ -53,16 +53,11 @@ impl<'a> Target<'a> {
 
 impl Drop for Target<'_> {
     fn drop(&mut self) {
+        let script = xapi_tests::lab::release_lun_script(&self.wwid, &self.iqn);
         if let Ok(b) = self.lab.host_b() {
-            let (w, iqn) = (&self.wwid, &self.iqn);
-            let _ = b.run(&AgentRequest::new([
-                "sh",
-                "-c",
-                &format!(
-                    "multipath -f {w}; iscsiadm -m node -T {iqn} --logout; iscsiadm -m node -T {iqn} -o delete; true"
-                ),
-            ]));
+            let _ = b.run(&AgentRequest::new(["sh", "-c", &script]));
         }
+        let _ = self.lab.run(&Cmd::new("sh").args(["-c", &script]));
         let _ = self.lab.array().remove_target(&self.name);
     }
 }
@@ -182,23 +177,26 @@ fn shared_sr<'l>(
 
 /// The registered keys of the LUN, read on host A (`sg_persist` READ KEYS on the map).
 fn pr_keys(lab: &Lab, wwid: &str) -> Vec<u64> {
-    sh(
-        lab,
-        false,
-        &format!("sg_persist --in --read-keys --no-inquiry /dev/mapper/{wwid}"),
-    )
-    .lines()
-    .filter_map(|l| l.trim().strip_prefix("0x"))
-    .filter_map(|k| u64::from_str_radix(k, 16).ok())
-    .collect()
+    sh(lab, false, &pr_in_script("--read-keys", wwid))
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("0x"))
+        .filter_map(|k| u64::from_str_radix(k, 16).ok())
+        .collect()
 }
 
 /// The LUN's reservation as `sg_persist` READ RESERVATION prints it, read on host A.
 fn pr_reservation(lab: &Lab, wwid: &str) -> String {
-    sh(
-        lab,
-        false,
-        &format!("sg_persist --in --read-reservation --no-inquiry /dev/mapper/{wwid}"),
+    sh(lab, false, &pr_in_script("--read-reservation", wwid))
+}
+
+/// `sg_persist --in <what>` on the LUN's map, asked again while it answers a unit attention
+/// (exit code 6): after a preemption, the first command on each of a host's paths gets
+/// "Registrations preempted" (SPC-4) instead of the data.
+fn pr_in_script(what: &str, wwid: &str) -> String {
+    format!(
+        "for i in 1 2 3 4 5; do o=$(sg_persist --in {what} --no-inquiry /dev/mapper/{wwid} 2>&1); \
+         rc=$?; [ $rc -eq 0 ] && {{ printf '%s\\n' \"$o\"; exit 0; }}; [ $rc -eq 6 ] || break; done; \
+         printf '%s\\n' \"$o\" >&2; exit $rc"
     )
 }
 

@@ -272,6 +272,33 @@ pub fn write_block_argv(dev: &str) -> Vec<String> {
         .collect()
 }
 
+/// A `sh -c` script that makes a host let go of the LUN `wwid` of target `iqn` whatever a
+/// failed test left behind: processes holding an LV on its map are killed, the LVs' mappings
+/// removed, the map flushed, the sessions logged out and the node records deleted. Never fails.
+pub fn release_lun_script(wwid: &str, iqn: &str) -> String {
+    format!(
+        r#"m=$(readlink -f /dev/mapper/{wwid} 2>/dev/null)
+if [ -b "$m" ]; then
+  d=$(basename "$m")
+  for h in /sys/block/"$d"/holders/*; do
+    [ -e "$h" ] || continue
+    hd=$(basename "$h")
+    for f in /proc/[0-9]*/fd/*; do
+      [ "$(readlink "$f" 2>/dev/null)" = "/dev/$hd" ] && kill -9 "$(echo "$f" | cut -d/ -f3)" 2>/dev/null
+    done
+    sleep 0.2
+    dmsetup remove --force "$(cat "$h/dm/name")" 2>/dev/null
+  done
+  multipath -f {wwid} 2>/dev/null
+fi
+iscsiadm -m node -T {iqn} --logout >/dev/null 2>&1
+iscsiadm -m node -T {iqn} -o delete >/dev/null 2>&1
+multipath -f {wwid} >/dev/null 2>&1
+true
+"#
+    )
+}
+
 /// Polls `cond` every 500 ms until it holds; panics after `secs` naming `what` and the last
 /// note `cond` gave. For lab tests.
 ///
@@ -443,5 +470,26 @@ mod tests {
                 vec!["lab-array", "portal", "up", "9"],
             ]
         );
+    }
+
+    #[test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "checks the script with the shell itself"
+    )]
+    fn the_lun_release_script_is_valid_sh_and_names_its_lun() {
+        let script = release_lun_script("36001405aa", "iqn.2026-01.test.lab:t1");
+        let checked = std::process::Command::new("sh")
+            .args(["-n", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            checked.status.success(),
+            "{}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        assert!(script.contains("multipath -f 36001405aa"));
+        assert!(script.contains("-T iqn.2026-01.test.lab:t1 --logout"));
+        assert!(script.trim_end().ends_with("true"));
     }
 }
