@@ -19,6 +19,7 @@
 //! | [`shared`] | [`shared::Member`]: one LU shared by the pool, fenced by registration (SR-level) |
 //! | [`slaves`] | the paths of a dm-multipath map from sysfs (SG_IO devices, nexus ids) |
 //! | [`mpathd`] | multipathd's per-map key, so it registers paths that appear later |
+//! | [`prhelper`] | `xsm pr-helper`: QEMU's persistent-reservation helper protocol, multipath-aware |
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -56,6 +57,7 @@ pub mod mpathd;
 pub mod path;
 pub mod policy;
 pub mod pool;
+pub mod prhelper;
 pub mod shared;
 pub mod slaves;
 pub mod state;

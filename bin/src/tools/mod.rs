@@ -9,10 +9,12 @@
 //! | [`drivers`] | `xsm drivers`, `--list-plugins` |
 //! | [`mpath`] | `xsm mpath`: multipath LUs, paths, target port groups (the `multipath` crate) |
 //! | [`pr`] | `xsm pr`: persistent reservations by hand (the `reservations` crate) |
+//! | [`pr_helper`] | `xsm pr-helper`: QEMU's persistent-reservation helper daemon |
 
 pub mod drivers;
 pub mod mpath;
 pub mod pr;
+pub mod pr_helper;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -42,6 +44,9 @@ pub enum Tool {
     Drivers,
     /// SCSI-3 persistent reservations per multipath LU: show keys, reservation, holders; acquire/release/preempt/clear by hand
     Pr(pr::Args),
+    /// QEMU persistent-reservation helper daemon (pr-manager-helper protocol), multipath-aware
+    #[command(name = "pr-helper")]
+    PrHelper(pr_helper::Args),
     /// multipath LUs, paths, ALUA target port groups: list, show, set-tpg-access, failover, enable/disable-path
     #[command(display_name = "xsm mpath")]
     Mpath(mpath::Args),
@@ -101,6 +106,11 @@ pub fn run(argv: &[OsString]) -> Exit {
             let paths = Paths::from_env();
             sm_core::host::log::init("SM", paths.smlog_file());
             return pr::run(&args, &mut out);
+        }
+        Some(Tool::PrHelper(args)) => {
+            let paths = Paths::from_env();
+            sm_core::host::log::init("SM", paths.smlog_file());
+            return pr_helper::run(&args);
         }
         Some(Tool::Mpath(args)) => {
             let paths = Paths::from_env();
@@ -178,7 +188,7 @@ mod tests {
         let mut out = Vec::new();
         help(&mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        for tool in ["drivers", "pr", "mpath"] {
+        for tool in ["drivers", "pr", "pr-helper", "mpath"] {
             assert!(
                 text.lines()
                     .any(|l| l.trim_start().starts_with(tool) && l.len() > 20),

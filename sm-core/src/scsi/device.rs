@@ -10,8 +10,8 @@ use std::time::Duration;
 use nix::errno::Errno;
 
 use super::error::ScsiError;
-use super::sg_io::sg_io;
-use super::transport::{Completion, DataDir, RetryPolicy, ScsiTransport};
+use super::sg_io::{sg_io, sg_io_raw};
+use super::transport::{Completion, DataDir, RawOutcome, RetryPolicy, ScsiTransport};
 
 /// An open SCSI device.
 #[derive(Debug)]
@@ -117,6 +117,15 @@ impl ScsiTransport for SgDevice {
         timeout: Duration,
     ) -> Result<Completion, ScsiError> {
         sg_io(self.fd.as_fd(), &self.name, cdb, data, timeout)
+    }
+
+    fn execute_raw(
+        &self,
+        cdb: &[u8],
+        data: DataDir<'_>,
+        timeout: Duration,
+    ) -> Result<RawOutcome, Errno> {
+        sg_io_raw(self.fd.as_fd(), &self.name, cdb, data, timeout)
     }
 
     fn device(&self) -> &str {

@@ -57,7 +57,7 @@ pub use device::SgDevice;
 pub use error::{Condition, NotReady, Retry, ScsiError};
 pub use pr::{PrInAction, PrOutAction, PrType};
 pub use retry::{exec, exec_with};
-pub use transport::{Completion, DataDir, RetryPolicy, ScsiTransport};
+pub use transport::{Completion, DataDir, RawOutcome, RetryPolicy, ScsiTransport};
 pub use wire::ParseError;
 pub use wire::capacity::{Capacity, Lba};
 pub use wire::inquiry::StandardInquiry;

@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use super::error::{RawStatus, ScsiError, classify};
-use super::transport::{Completion, DataDir};
+use super::transport::{Completion, DataDir, RawOutcome};
 
 /// `SG_IO` request number (`include/scsi/sg.h`); a "bad" ioctl number without direction bits.
 const SG_IO: u64 = 0x2285;
@@ -82,9 +82,45 @@ pub(crate) fn sg_io(
     fd: BorrowedFd<'_>,
     device: &str,
     cdb: &[u8],
-    mut data: DataDir<'_>,
+    data: DataDir<'_>,
     timeout: Duration,
 ) -> Result<Completion, ScsiError> {
+    let (rc, hdr, sense, took) = call(fd, device, cdb, data, timeout)?;
+    check(rc, &hdr, &sense, device, cdb, took)
+}
+
+/// Sends one command through SG_IO and returns what the kernel reported, uninterpreted;
+/// `Err` only when the ioctl itself failed (or the CDB or buffer cannot be expressed: EINVAL).
+pub(crate) fn sg_io_raw(
+    fd: BorrowedFd<'_>,
+    device: &str,
+    cdb: &[u8],
+    data: DataDir<'_>,
+    timeout: Duration,
+) -> Result<RawOutcome, nix::errno::Errno> {
+    let (rc, hdr, sense, took) =
+        call(fd, device, cdb, data, timeout).map_err(|_| nix::errno::Errno::EINVAL)?;
+    rc?;
+    let sb_len = usize::from(hdr.sb_len_wr).min(SENSE_LEN);
+    Ok(RawOutcome {
+        status: hdr.status,
+        host_status: hdr.host_status,
+        driver_status: hdr.driver_status,
+        resid: usize::try_from(hdr.resid).unwrap_or(0),
+        sense: sense[..sb_len].to_vec(),
+        duration: took,
+    })
+}
+
+/// The ioctl itself: the header built around the borrowed buffers, the call, and the header
+/// and sense buffer as the kernel left them.
+fn call(
+    fd: BorrowedFd<'_>,
+    device: &str,
+    cdb: &[u8],
+    mut data: DataDir<'_>,
+    timeout: Duration,
+) -> Result<(nix::Result<i32>, SgIoHdr, [u8; SENSE_LEN], Duration), ScsiError> {
     let invalid = |why: String| ScsiError::Invalid(format!("{device}: {why}"));
     if cdb.is_empty() || cdb.len() > MAX_CDB {
         return Err(invalid(format!("CDB of {} bytes", cdb.len())));
@@ -133,7 +169,7 @@ pub(crate) fn sg_io(
     // data-in) and `sense` (mx_sb_len bytes). The kernel writes only within those lengths and
     // into `hdr` itself, and keeps no pointer after the ioctl returns.
     let rc = unsafe { sg_io_ioctl(fd.as_raw_fd(), &mut hdr) };
-    check(rc, &hdr, &sense, device, cdb, started.elapsed())
+    Ok((rc, hdr, sense, started.elapsed()))
 }
 
 /// Folds the ioctl return value and the header's outputs into the command's outcome.

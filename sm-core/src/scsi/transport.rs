@@ -62,6 +62,24 @@ impl Completion {
     }
 }
 
+/// One command as the device and the initiator answered it, before any interpretation: what
+/// a pass-through (the QEMU pr-helper protocol) hands on unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawOutcome {
+    /// SCSI status byte.
+    pub status: u8,
+    /// Linux host status (`DID_*`).
+    pub host_status: u16,
+    /// Linux driver status (`DRIVER_*`).
+    pub driver_status: u16,
+    /// Residual count of the data phase.
+    pub resid: usize,
+    /// Sense bytes exactly as the device wrote them (at most 96).
+    pub sense: Vec<u8>,
+    /// Time the command took.
+    pub duration: Duration,
+}
+
 /// Executes CDBs on one I_T_L nexus (a path to a logical unit).
 ///
 /// Implementations send the command once and classify the outcome with
@@ -74,6 +92,19 @@ pub trait ScsiTransport: Send + Sync {
         data: DataDir<'_>,
         timeout: Duration,
     ) -> Result<Completion, ScsiError>;
+
+    /// Sends `cdb` once and returns the outcome uninterpreted (status, host and driver status,
+    /// sense bytes as written). `Err` when the command could not be issued at all (the ioctl's
+    /// errno). Transports that only report classified outcomes answer `EOPNOTSUPP`.
+    fn execute_raw(
+        &self,
+        cdb: &[u8],
+        data: DataDir<'_>,
+        timeout: Duration,
+    ) -> Result<RawOutcome, nix::errno::Errno> {
+        let _ = (cdb, data, timeout);
+        Err(nix::errno::Errno::EOPNOTSUPP)
+    }
 
     /// The device path (or a fake's name), for logs and errors.
     fn device(&self) -> &str;

@@ -40,7 +40,7 @@ use super::alua::{AccessState, RelTgtPortId, SupportedStates, TpgId, Tpgs};
 use super::cdb;
 use super::error::{self, Condition, RawStatus, ScsiError, classify};
 use super::pr::PrType;
-use super::transport::{Completion, DataDir, RetryPolicy, ScsiTransport};
+use super::transport::{Completion, DataDir, RawOutcome, RetryPolicy, ScsiTransport};
 use super::wire::sense::{SenseFormat, SenseInfo, SenseKey};
 
 /// One I_T nexus: an initiator port (iSCSI name + ISID) through one target port.
@@ -574,10 +574,7 @@ impl ScsiTransport for FakeScsi {
         let answer = s.answer(&self.name, &self.nexus, cdb, &data);
         let desc = s.cfg.blocks > u64::from(u32::MAX);
         let result = deliver(&self.name, cdb, answer, &mut data, desc);
-        if s.log.len() == LOG_MAX {
-            s.log.pop_front();
-        }
-        s.log.push_back(Logged {
+        s.record(Logged {
             path: self.name.clone(),
             cdb: cdb.to_vec(),
             data_out,
@@ -586,6 +583,42 @@ impl ScsiTransport for FakeScsi {
                 Ok(c) => Ok(c.transferred(data_in_len)),
                 Err(e) => Err(e.condition()),
             },
+        });
+        result
+    }
+
+    fn execute_raw(
+        &self,
+        cdb: &[u8],
+        mut data: DataDir<'_>,
+        _timeout: Duration,
+    ) -> Result<RawOutcome, Errno> {
+        let mut s = self.lu.lock();
+        let (data_out, data_in_len) = match &data {
+            DataDir::ToDevice(b) => (b.to_vec(), 0),
+            DataDir::FromDevice(b) => (Vec::new(), b.len()),
+            DataDir::None => (Vec::new(), 0),
+        };
+        let answer = s.answer(&self.name, &self.nexus, cdb, &data);
+        let desc = s.cfg.blocks > u64::from(u32::MAX);
+        let result = deliver_raw(cdb, answer, &mut data, desc);
+        let logged = match &result {
+            Err(e) => Err(Condition::Io(*e)),
+            Ok(r) => classify(RawStatus {
+                status: r.status,
+                host_status: r.host_status,
+                driver_status: r.driver_status,
+                sense: &r.sense,
+            })
+            .map(|_| data_in_len.saturating_sub(r.resid))
+            .map_err(|(c, _)| c),
+        };
+        s.record(Logged {
+            path: self.name.clone(),
+            cdb: cdb.to_vec(),
+            data_out,
+            data_in_len,
+            result: logged,
         });
         result
     }
@@ -607,7 +640,38 @@ fn deliver(
     data: &mut DataDir<'_>,
     descriptor_sense: bool,
 ) -> Result<Completion, ScsiError> {
+    match deliver_raw(cdb, answer, data, descriptor_sense) {
+        Err(e) => Err(ScsiError::command(device, cdb, Condition::Io(e))),
+        Ok(raw) => fold(
+            device,
+            cdb,
+            RawStatus {
+                status: raw.status,
+                host_status: raw.host_status,
+                driver_status: raw.driver_status,
+                sense: &raw.sense,
+            },
+            raw.resid,
+        ),
+    }
+}
+
+/// Turns an answer into what SG_IO would report, before interpretation.
+fn deliver_raw(
+    cdb: &[u8],
+    answer: Answer,
+    data: &mut DataDir<'_>,
+    descriptor_sense: bool,
+) -> Result<RawOutcome, Errno> {
     let alloc = allocation_length(cdb);
+    let transport = |host_status: u16, driver_status: u16| RawOutcome {
+        status: 0,
+        host_status,
+        driver_status,
+        resid: 0,
+        sense: Vec::new(),
+        duration: Duration::ZERO,
+    };
     let (status, sense, bytes): (u8, Vec<u8>, Vec<u8>) = match answer {
         Answer::Data(b) => (error::STATUS_GOOD, Vec::new(), b),
         Answer::Good => (error::STATUS_GOOD, Vec::new(), Vec::new()),
@@ -630,27 +694,9 @@ fn deliver(
         Answer::Raw(Reply::Transport {
             host_status,
             driver_status,
-        }) => {
-            let raw = RawStatus {
-                status: 0,
-                host_status,
-                driver_status,
-                sense: &[],
-            };
-            return fold(device, cdb, raw, 0);
-        }
-        Answer::Raw(Reply::Errno(e)) => {
-            return Err(ScsiError::command(device, cdb, Condition::Io(e)));
-        }
-        Answer::Raw(Reply::Timeout) => {
-            let raw = RawStatus {
-                status: 0,
-                host_status: error::DID_TIME_OUT,
-                driver_status: 0,
-                sense: &[],
-            };
-            return fold(device, cdb, raw, 0);
-        }
+        }) => return Ok(transport(host_status, driver_status)),
+        Answer::Raw(Reply::Errno(e)) => return Err(e),
+        Answer::Raw(Reply::Timeout) => return Ok(transport(error::DID_TIME_OUT, 0)),
     };
     let mut resid = data.len();
     if let DataDir::FromDevice(buf) = data {
@@ -665,17 +711,14 @@ fn deliver(
     } else {
         error::DRIVER_SENSE
     };
-    fold(
-        device,
-        cdb,
-        RawStatus {
-            status,
-            host_status: 0,
-            driver_status,
-            sense: &sense,
-        },
+    Ok(RawOutcome {
+        status,
+        host_status: 0,
+        driver_status,
         resid,
-    )
+        sense,
+        duration: Duration::ZERO,
+    })
 }
 
 fn fold(
@@ -740,6 +783,14 @@ impl State {
         if !q.contains(&(asc, ascq)) {
             q.push_back((asc, ascq));
         }
+    }
+
+    /// Appends one command to the bounded log.
+    fn record(&mut self, entry: Logged) {
+        if self.log.len() == LOG_MAX {
+            self.log.pop_front();
+        }
+        self.log.push_back(entry);
     }
 
     fn answer(&mut self, path: &str, n: &Nexus, c: &[u8], data: &DataDir<'_>) -> Answer {
