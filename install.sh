@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs xsm as xapi's SR plugins: the binary and one <Name>SR link per driver in the plugin
-# directory, the SR types in xapi.conf's sm-plugins (when /etc/xapi.conf exists), /var/lock/sm.
+# directory, the SR types in xapi.conf's sm-plugins (when /etc/xapi.conf exists), /var/lock/sm,
+# and the systemd units of the persistent-reservation helper (xsm-pr-helper.socket/.service in
+# $SYSTEMD_DIR, not enabled: `systemctl enable --now xsm-pr-helper.socket` starts serving QEMU).
 # `--uninstall` undoes exactly what an install did (recorded in <plugin dir>/.xsm-install).
 #
 # It never overwrites a file it did not install: when a plugin name (or `xsm`) is already taken
@@ -15,6 +17,7 @@
 #   DESTDIR   staging root prefixed to every path (default: none)
 #   PREFIX    plugin directory xapi scans (default: /opt/xensource/sm)
 #   XAPI_CONF xapi's configuration file (default: /etc/xapi.conf)
+#   SYSTEMD_DIR where the units go (default: /etc/systemd/system)
 set -euo pipefail
 
 PREFIX=${PREFIX:-/opt/xensource/sm}
@@ -24,6 +27,10 @@ plugin_dir="$DESTDIR$PREFIX"
 conf="$DESTDIR$XAPI_CONF"
 lock_dir="$DESTDIR/var/lock/sm"
 state="$plugin_dir/.xsm-install"
+unit_dir="$DESTDIR${SYSTEMD_DIR:-/etc/systemd/system}"
+units="xsm-pr-helper.socket xsm-pr-helper.service"
+# The first line of every unit we write: how uninstall and a reinstall know a unit is ours.
+unit_mark="# Installed by xsm's install.sh; removed by install.sh --uninstall."
 backup_dir="$plugin_dir/.xsm-backup"
 # xapi's built-in sm-plugins list, used when xapi.conf has no sm-plugins line of its own.
 xapi_default_plugins="ext nfs iscsi lvmoiscsi dummy file hba rawhba udev iso lvm lvmohba lvmofcoe shm smb"
@@ -36,7 +43,7 @@ while (($#)); do
         --binary) binary=$2; shift 2 ;;
         --force) force=yes; shift ;;
         --uninstall) mode=do_uninstall; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -86,6 +93,59 @@ describe() {
     echo "$PREFIX/$1: $what${owner:+, from package $owner}"
 }
 
+unit_is_ours() { [[ $(head -1 "$unit_dir/$1" 2>/dev/null) == "$unit_mark" ]]; }
+
+# The pr-helper's socket and service units (socket activation; the daemon drops to
+# CAP_SYS_RAWIO itself after start-up).
+install_units() {
+    mkdirs "$unit_dir"
+    cat >"$unit_dir/xsm-pr-helper.socket.new" <<EOF
+$unit_mark
+[Unit]
+Description=xsm persistent-reservation helper socket (QEMU pr-manager-helper protocol)
+
+[Socket]
+ListenStream=/run/xsm-pr-helper.sock
+SocketMode=0600
+
+[Install]
+WantedBy=sockets.target
+EOF
+    cat >"$unit_dir/xsm-pr-helper.service.new" <<EOF
+$unit_mark
+[Unit]
+Description=xsm persistent-reservation helper for QEMU (multipath-aware)
+Requires=xsm-pr-helper.socket
+After=multipathd.service
+
+[Service]
+Type=simple
+ExecStart=$PREFIX/xsm pr-helper
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+ReadWritePaths=/run
+RestrictAddressFamilies=AF_UNIX
+Restart=always
+RestartSec=1
+
+[Install]
+Also=xsm-pr-helper.socket
+EOF
+    local u
+    for u in $units; do
+        mv -f "$unit_dir/$u.new" "$unit_dir/$u"
+        say "${SYSTEMD_DIR:-/etc/systemd/system}/$u (not enabled)"
+    done
+    reload_systemd
+}
+
+reload_systemd() {
+    if [[ -z $DESTDIR && -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+        systemctl daemon-reload || true
+    fi
+}
+
 do_install() {
     if [[ -z $binary ]]; then
         say "building xsm (cargo build --release -p xsm)"
@@ -109,6 +169,12 @@ do_install() {
     local in_way=() name
     for name in xsm "${plugins[@]}"; do
         if [[ -e $plugin_dir/$name || -L $plugin_dir/$name ]] && ! is_ours "$name"; then in_way+=("$name"); fi
+    done
+    for name in $units; do
+        if [[ -e $unit_dir/$name ]] && ! unit_is_ours "$name"; then
+            echo "install.sh: $unit_dir/$name exists and is not ours; nothing was changed." >&2
+            exit 1
+        fi
     done
     if ((${#in_way[@]})); then
         for name in "${in_way[@]}"; do say "found $(describe "$name")"; done
@@ -187,6 +253,8 @@ do_install() {
         say "$XAPI_CONF not found: sm-plugins left alone"
     fi
 
+    install_units
+
     local created_lock=${prev_lock:-no}
     if [[ ! -d $lock_dir ]]; then mkdirs "$lock_dir"; created_lock=yes; fi
 
@@ -214,6 +282,14 @@ do_uninstall() {
         if [[ -L $plugin_dir/$l && $(readlink "$plugin_dir/$l") == xsm ]]; then rm -f "$plugin_dir/$l"; fi
     done
     rm -f "$plugin_dir/xsm"
+    local u
+    for u in $units; do
+        if unit_is_ours "$u"; then
+            if [[ -z $DESTDIR ]] && command -v systemctl >/dev/null; then systemctl disable --now "$u" 2>/dev/null || true; fi
+            rm -f "$unit_dir/$u"
+        fi
+    done
+    reload_systemd
     local b
     for b in $(read_state backups); do
         if [[ -e $plugin_dir/$b || -L $plugin_dir/$b ]]; then

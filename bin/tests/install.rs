@@ -288,3 +288,47 @@ fn an_earlier_install_that_took_sm_s_names_gives_them_back() {
     install(d.path(), &["--uninstall"]);
     assert_eq!(snapshot(&sm), pristine);
 }
+
+#[test]
+fn the_pr_helper_units_are_installed_beside_the_admin_s_and_removed_at_uninstall() {
+    let d = tempfile::tempdir().unwrap();
+    let units = d.path().join("etc/systemd/system");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(units.join("admin.service"), "[Unit]\n").unwrap();
+    let said = install(d.path(), &[]);
+    assert!(
+        said.contains("xsm-pr-helper.socket (not enabled)"),
+        "{said}"
+    );
+    let service = std::fs::read_to_string(units.join("xsm-pr-helper.service")).unwrap();
+    assert!(
+        service.contains("ExecStart=/opt/xensource/sm/xsm pr-helper"),
+        "{service}"
+    );
+    let socket = std::fs::read_to_string(units.join("xsm-pr-helper.socket")).unwrap();
+    assert!(
+        socket.contains("ListenStream=/run/xsm-pr-helper.sock"),
+        "{socket}"
+    );
+    install(d.path(), &["--uninstall"]);
+    assert!(!units.join("xsm-pr-helper.service").exists());
+    assert!(!units.join("xsm-pr-helper.socket").exists());
+    assert!(
+        units.join("admin.service").exists(),
+        "the admin's unit kept"
+    );
+
+    // A unit of that name that is not ours stops the install before anything changes.
+    std::fs::write(units.join("xsm-pr-helper.socket"), "[Socket]\n").unwrap();
+    let out = run_install(d.path(), &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not ours"));
+    assert!(
+        !d.path().join("opt/xensource/sm/xsm").exists(),
+        "nothing installed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(units.join("xsm-pr-helper.socket")).unwrap(),
+        "[Socket]\n"
+    );
+}

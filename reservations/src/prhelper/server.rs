@@ -303,7 +303,9 @@ pub fn drop_privileges(who: &Identity, open_paths: bool) -> Result<(), StartErro
         keep.insert(Capability::CAP_DAC_OVERRIDE);
     }
     for c in caps::all() {
-        if !keep.contains(&c) {
+        // Already out of the bounding set (systemd's CapabilityBoundingSet=): nothing to drop,
+        // and dropping would need CAP_SETPCAP.
+        if !keep.contains(&c) && caps::has_cap(None, CapSet::Bounding, c).unwrap_or(false) {
             caps::drop(None, CapSet::Bounding, c).map_err(perr("dropping the bounding set"))?;
         }
     }
