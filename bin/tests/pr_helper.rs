@@ -145,6 +145,39 @@ fn pr_helper_answers_over_its_socket_survives_bad_clients_and_stops_on_sigterm()
 }
 
 #[test]
+fn pr_helper_call_sends_one_command_and_prints_the_reply() {
+    let d = Daemon::start(&[]);
+    let out = Command::new(assert_cmd::cargo::cargo_bin!("xsm"))
+        .arg("pr-helper")
+        .arg("--socket")
+        .arg(&d.socket)
+        .args([
+            "--call",
+            "5e 00 00 00 00 00 00 00 40 00",
+            "--device",
+            "/dev/null",
+        ])
+        .env("SMLOG_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], 2);
+    assert!(v["sense"].as_str().unwrap().starts_with("70000b"), "{v}");
+    assert_eq!(v["payload"], "");
+    let bad = Command::new(assert_cmd::cargo::cargo_bin!("xsm"))
+        .arg("pr-helper")
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["--call", "5e0", "--device", "/dev/null"])
+        .env("SMLOG_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("odd number of hex digits"));
+}
+
+#[test]
 fn pr_helper_refuses_a_relative_socket_and_a_live_one() {
     let out = Command::new(assert_cmd::cargo::cargo_bin!("xsm"))
         .args(["pr-helper", "--socket", "relative.sock"])

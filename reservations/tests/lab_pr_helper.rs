@@ -23,7 +23,7 @@ use reservations::mpathd;
 use reservations::prhelper::client::{Client, RawReply};
 use sm_core::host::run::Cmd;
 use sm_core::scsi::{self, RegisterOpts, SgDevice};
-use xapi_tests::lab::Lab;
+use xapi_tests::lab::{AgentRequest, Lab};
 
 /// The LUN these tests use (no other lab test names it; its PR state is cleared before and after).
 const LUN: u32 = 4;
@@ -802,4 +802,164 @@ fn lab_pr_helper_bench_round_trips_and_a_slow_lun_stalls_no_one_else() {
         with < alone.max(1_000) * 3 + 20_000,
         "the slow LUN stalled the others: {with} us vs {alone} us"
     );
+}
+
+/// Host B's daemon on its own socket, stopped on drop.
+struct HelperOnB<'a> {
+    lab: &'a Lab,
+    socket: &'static str,
+}
+
+impl<'a> HelperOnB<'a> {
+    fn start(lab: &'a Lab) -> HelperOnB<'a> {
+        let socket = "/run/xsm-prh-b.sock";
+        let xsm = lab.bin("xsm").display().to_string();
+        let script = format!(
+            "rm -f {socket}; SMLOG_FILE=/var/log/xsm-pr-helper.log setsid {xsm} pr-helper --socket {socket} </dev/null >/dev/null 2>&1 & \
+             for i in $(seq 100); do [ -S {socket} ] && exit 0; sleep 0.1; done; exit 1"
+        );
+        let r = lab
+            .host_b()
+            .unwrap()
+            .run(&AgentRequest::new(["sh", "-c", &script]).timeout(Duration::from_secs(60)))
+            .unwrap();
+        assert!(r.success(), "B's daemon: {r:?}");
+        HelperOnB { lab, socket }
+    }
+
+    /// One command through B's daemon on B's map of the LUN (`xsm pr-helper --call`).
+    fn call(&self, s: &Step) -> serde_json::Value {
+        let map = self.lab.host_b_lun(LUN).unwrap().map.clone().unwrap();
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let xsm = self.lab.bin("xsm").display().to_string();
+        let argv = [
+            xsm.as_str(),
+            "pr-helper",
+            "--socket",
+            self.socket,
+            "--call",
+            &hex(&s.cdb),
+            "--device",
+            &map.display().to_string(),
+            "--params",
+            &hex(&s.params),
+        ];
+        let r = self
+            .lab
+            .host_b()
+            .unwrap()
+            .run(&AgentRequest::new(argv).timeout(Duration::from_secs(120)))
+            .unwrap();
+        assert!(r.success(), "on B: {r:?}");
+        serde_json::from_str(r.stdout.trim()).unwrap()
+    }
+}
+
+impl Drop for HelperOnB<'_> {
+    fn drop(&mut self) {
+        if let Ok(b) = self.lab.host_b() {
+            let _ = b.run(&AgentRequest::new([
+                "pkill",
+                "-f",
+                &format!("pr-helper --socket {}", self.socket),
+            ]));
+        }
+    }
+}
+
+/// `sg_persist --in --read-reservation` on host A's map.
+fn sg_reservation(lab: &Lab, map: &Path) -> String {
+    lab.run(
+        &Cmd::new("sg_persist")
+            .args(["--in", "--read-reservation", "--no-inquiry"])
+            .arg(map.display().to_string())
+            .ok_codes(&[0, 6]),
+    )
+    .unwrap()
+    .stdout_str()
+}
+
+/// Host A's and host B's daemons, each for a "guest" on its own multipath map of one LUN:
+/// register, reserve, a conflicting reserve, a preemption, a clear; after each, the array's
+/// registrations and `sg_persist` say what the replies said.
+#[test]
+#[ignore = "lab2"]
+fn lab2_pr_helper_two_hosts_daemons_reserve_preempt_and_clear() {
+    let Some(lab) = Lab::from_env() else { return };
+    let paths = paths(&lab);
+    let map_a = lab.host_a_lun(LUN).unwrap().map.clone().unwrap();
+    reset(&paths);
+    let a = Helper::ours(&lab);
+    let b = HelperOnB::start(&lab);
+    let mut ca = a.client();
+    let on_a = |c: &mut Client, s: &Step| {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&map_a)
+            .unwrap();
+        c.execute(&s.cdb, f.as_fd(), &s.params).unwrap()
+    };
+    let (iqn_a, iqn_b) = (
+        lab.host_a().iqn.clone(),
+        lab.host_b_desc().unwrap().iqn.clone(),
+    );
+    let view = || lab.array().pr_view(LUN).unwrap();
+    let (ka, kb) = (K1, K2);
+
+    assert_eq!(on_a(&mut ca, &reg(P0, 0, ka)).status(), 0);
+    assert_eq!(b.call(&reg(P0, 0, kb))["status"], 0);
+    let v = view();
+    assert_eq!(
+        v.registrations_of(&iqn_a).filter(|r| r.key == ka).count(),
+        paths.len()
+    );
+    assert_eq!(
+        v.registrations_of(&iqn_b).filter(|r| r.key == kb).count(),
+        paths.len()
+    );
+
+    assert_eq!(on_a(&mut ca, &reserve(P0, 5, ka)).status(), 0);
+    let r = sg_reservation(&lab, &map_a);
+    assert!(
+        r.contains(&format!("{ka:#x}")) && r.contains("Write Exclusive, registrants only"),
+        "{r}"
+    );
+    assert_eq!(b.call(&reserve(P0, 5, kb))["status"], 0x18, "B conflicts");
+
+    // B preempts A: A's registrations and reservation go, B holds it.
+    assert_eq!(b.call(&pr_out(P0, 4, 5, kb, ka, 0))["status"], 0);
+    let v = view();
+    assert_eq!(v.keys(), vec![kb], "{v:?}");
+    assert_eq!(v.registrations_of(&iqn_a).count(), 0);
+    assert_eq!(
+        v.reservation.as_ref().map(|r| r.holder.clone()),
+        Some(iqn_b.clone())
+    );
+    let r = sg_reservation(&lab, &map_a);
+    assert!(r.contains(&format!("{kb:#x}")), "{r}");
+    // A's guest reads the new state (its paths' unit attentions are not its answer).
+    let keys = on_a(&mut ca, &pr_in(P0, 0, 8192));
+    assert_eq!(keys.status(), 0, "{keys:?}");
+    assert_eq!(keys.payload().len(), 8 + 8 * paths.len());
+    assert!(keys.payload()[8..].chunks(8).all(|k| k == kb.to_be_bytes()));
+    // A's reserve now conflicts; B clears everything.
+    assert_eq!(
+        on_a(&mut ca, &reg(P0, 0, ka)).status(),
+        0,
+        "A registers again"
+    );
+    assert_eq!(on_a(&mut ca, &reserve(P0, 5, ka)).status(), 0x18);
+    assert_eq!(b.call(&pr_out(P0, 3, 0, kb, 0, 0))["status"], 0);
+    let v = view();
+    assert!(
+        v.registrations.is_empty() && v.reservation.is_none(),
+        "{v:?}"
+    );
+    assert!(
+        sg_reservation(&lab, &map_a).contains("NO reservation"),
+        "cleared"
+    );
+    drop(b);
+    reset(&paths);
 }

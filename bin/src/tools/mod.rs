@@ -110,7 +110,7 @@ pub fn run(argv: &[OsString]) -> Exit {
         Some(Tool::PrHelper(args)) => {
             let paths = Paths::from_env();
             sm_core::host::log::init("SM", paths.smlog_file());
-            return pr_helper::run(&args);
+            return pr_helper::run(&args, &mut out);
         }
         Some(Tool::Mpath(args)) => {
             let paths = Paths::from_env();

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! xsm pr-helper [--socket PATH] [--user U --group G] [--pidfile F] [--multipath auto|never]
+//! xsm pr-helper [--socket PATH] --call CDB_HEX --device DEV [--params HEX]
 //! ```
 //!
 //! The socket is systemd's when the unit is socket-activated (then `--socket` is refused),
@@ -11,6 +12,8 @@
 //! bounding set cleared); `--user`/`--group` switch identities too, which costs multipathd
 //! (it takes key changes from root only). Every PR OUT and every connection error is logged
 //! to SMlog. SIGTERM, SIGINT, SIGHUP: no new connections, running commands finish, exit 0.
+//! `--call` sends one command through a running helper as QEMU would (what `sg_persist` is to a
+//! device, for the helper) and prints the reply as JSON.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -52,6 +55,66 @@ pub struct Args {
     /// Seconds per SCSI command.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
+    /// Instead of serving: send this CDB (hex) for `--device` to the helper on `--socket`, as
+    /// QEMU would, and print the reply as JSON (status, sense, payload in hex).
+    #[arg(long, value_name = "HEX", requires = "device")]
+    pub call: Option<String>,
+    /// The device whose descriptor `--call` sends (opened read-write).
+    #[arg(long, value_name = "PATH")]
+    pub device: Option<PathBuf>,
+    /// The PR OUT parameter list `--call` sends (hex).
+    #[arg(long, value_name = "HEX", default_value = "")]
+    pub params: String,
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>, String> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if !s.len().is_multiple_of(2) {
+        return Err(format!("odd number of hex digits in {s:?}"));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| format!("not hex: {s:?}")))
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `--call`: one command through a running helper; the reply on stdout as one JSON object.
+fn call(a: &Args, cdb: &str, out: &mut dyn Write) -> Result<(), (Exit, String)> {
+    let usage = |m: String| (Exit::Usage, m);
+    let cdb = unhex(cdb).map_err(usage)?;
+    if cdb.is_empty() || cdb.len() > 16 {
+        return Err(usage(format!("a CDB is 1 to 16 bytes, not {}", cdb.len())));
+    }
+    let params = unhex(&a.params).map_err(usage)?;
+    let socket = a
+        .socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let device = a
+        .device
+        .as_ref()
+        .ok_or_else(|| usage("--call needs --device".into()))?;
+    let failed = |what: &str, e: std::io::Error| (Exit::Failed, format!("{what}: {e}"));
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(device)
+        .map_err(|e| failed(&device.display().to_string(), e))?;
+    let mut c = reservations::prhelper::client::Client::connect(&socket, Duration::from_secs(120))
+        .map_err(|e| failed(&socket.display().to_string(), e))?;
+    let r = c
+        .execute(&cdb, std::os::fd::AsFd::as_fd(&dev), &params)
+        .map_err(|e| failed("the helper's reply", e))?;
+    let doc = serde_json::json!({
+        "status": r.status(),
+        "sense": hex(r.sense()),
+        "payload": hex(r.payload()),
+    });
+    writeln!(out, "{doc}").map_err(|e| failed("stdout", e))
 }
 
 fn uid_of(name: &str) -> Result<u32, String> {
@@ -68,9 +131,14 @@ fn gid_of(name: &str) -> Result<u32, String> {
     }
 }
 
-/// Runs the daemon until a stop signal; errors before serving go to stderr.
-pub fn run(a: &Args) -> Exit {
-    match serve(a) {
+/// Runs the daemon until a stop signal (or, with `--call`, one command through a running
+/// one, printed to `out`); errors go to stderr.
+pub fn run(a: &Args, out: &mut dyn Write) -> Exit {
+    let done = match &a.call {
+        Some(cdb) => call(a, cdb, out),
+        None => serve(a),
+    };
+    match done {
         Ok(()) => Exit::Done,
         Err((exit, msg)) => {
             tracing::error!("xsm pr-helper: {msg}");
