@@ -30,6 +30,8 @@ const LUN: u32 = 4;
 const K1: u64 = 0x1111_0000_0000_00a1;
 const K2: u64 = 0x2222_0000_0000_00b2;
 const RESET_KEY: u64 = 0x7e57_0000_0000_0001;
+/// Where the daemons started here log.
+const HELPER_LOG: &str = "/var/log/xsm-pr-helper.log";
 
 fn out(line: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
@@ -46,7 +48,7 @@ impl Helper {
         let _ = std::fs::remove_file(socket);
         let child = Command::new(program)
             .args(args)
-            .env("SMLOG_FILE", "/var/log/xsm-pr-helper.log")
+            .env("SMLOG_FILE", HELPER_LOG)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -421,7 +423,14 @@ fn paths(lab: &Lab) -> Vec<String> {
 /// PR generation now.
 fn reset(paths: &[String]) -> u32 {
     let devs: Vec<SgDevice> = paths.iter().map(|p| SgDevice::open(p).unwrap()).collect();
-    scsi::pr_register_ignore(&devs[0], RESET_KEY, RegisterOpts::default()).unwrap();
+    // LIO refuses a REGISTER without ALL_TG_PT over an ALL_TG_PT registration (24/00).
+    if scsi::pr_register_ignore(&devs[0], RESET_KEY, RegisterOpts::default()).is_err() {
+        let all = RegisterOpts {
+            all_tg_pt: true,
+            ..RegisterOpts::default()
+        };
+        scsi::pr_register_ignore(&devs[0], RESET_KEY, all).unwrap();
+    }
     scsi::pr_clear(&devs[0], RESET_KEY).unwrap();
     for d in &devs {
         scsi::pr_read_keys(d).unwrap();
@@ -569,6 +578,13 @@ fn lab_pr_helper_plain_paths_answer_byte_for_byte_as_qemu_pr_helper() {
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
 
+/// The end of the daemons' SMlog, for failure messages.
+fn helper_log() -> String {
+    let text = std::fs::read_to_string(HELPER_LOG).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
 /// READ FULL STATUS registrations of `key` as the array sees them, through path `dev`.
 fn registrations_of(dev: &str, key: u64) -> usize {
     let d = SgDevice::open(dev).unwrap();
@@ -631,6 +647,13 @@ fn lab_pr_helper_on_a_multipath_map_registers_every_path_and_keeps_the_target_s_
     assert_eq!(fs.registrants.len(), paths.len());
     assert!(fs.registrants.iter().any(|r| r.holder));
 
+    // The target's own answers come back: a wrong key conflicts, a wrong RELEASE type is
+    // LIO's ILLEGAL REQUEST 26/04 (libmpathpersist would have made these up).
+    let r = send(&mut c, &reg(P0, K2, K2));
+    assert_eq!(r.status(), 0x18, "{r:?}\n{}", helper_log());
+    let r = send(&mut c, &release(P0, 6, K1));
+    assert_eq!(status_of(&r), (2, 5, 0x26, 0x04), "{r:?}\n{}", helper_log());
+
     // A path fails: the reservation holds, PR IN is answered from the other path.
     lab.array().portal_down(2).unwrap();
     std::thread::sleep(Duration::from_secs(3));
@@ -661,13 +684,9 @@ fn lab_pr_helper_on_a_multipath_map_registers_every_path_and_keeps_the_target_s_
         (up == paths.len()).then_some(()).ok_or(o)
     });
 
-    // The target's own answers come back: a wrong key conflicts, a wrong RELEASE type is
-    // LIO's ILLEGAL REQUEST 26/04 (libmpathpersist would have made these up).
-    assert_eq!(send(&mut c, &reg(P0, K2, K2)).status(), 0x18);
-    let r = send(&mut c, &release(P0, 6, K1));
-    assert_eq!(status_of(&r), (2, 5, 0x26, 0x04), "{r:?}");
     // RELEASE is sent on the holder path whichever path the map would pick.
-    assert_eq!(send(&mut c, &release(P0, 5, K1)).status(), 0);
+    let r = send(&mut c, &release(P0, 5, K1));
+    assert_eq!(r.status(), 0, "{r:?}\n{}", helper_log());
     let rr = send(&mut c, &pr_in(P0, 1, 8192));
     assert_eq!(&rr.payload()[4..8], &[0, 0, 0, 0], "released: {rr:?}");
     // Unregister: every path let go, multipathd's key gone.
@@ -794,6 +813,7 @@ fn lab_pr_helper_bench_round_trips_and_a_slow_lun_stalls_no_one_else() {
     out(&format!(
         "PRH-BENCH 16 connections: 15 fast clients p50 {alone} us alone, {with} us beside a client whose path is slowed (its p50 {slow_p50} us; {n} samples)"
     ));
+    reset(&paths);
     assert!(
         slow_p50 > 250_000,
         "the slow path was slowed: {slow_p50} us"

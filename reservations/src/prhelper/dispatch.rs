@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use multipath::dm::Multipathd;
-use sm_core::host::sysfs::Sysfs;
+use sm_core::host::sysfs::{DmDevice, Sysfs};
 use sm_core::scsi::SgDevice;
 
 use super::mpath::Map;
@@ -67,8 +67,8 @@ impl Dispatcher {
         }
     }
 
-    /// The dm name of the multipath map `fd` is a descriptor of, if it is one.
-    fn multipath_map(&self, fd: &OwnedFd) -> Option<String> {
+    /// The multipath map `fd` is a descriptor of, if it is one.
+    fn multipath_map(&self, fd: &OwnedFd) -> Option<DmDevice> {
         let st = rustix::fs::fstat(fd).ok()?;
         if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::BlockDevice {
             return None;
@@ -79,12 +79,12 @@ impl Dispatcher {
         );
         let kernel = self.sysfs.name(dev)?;
         let dm = self.sysfs.dm_device(&kernel)?;
-        dm.multipath_wwid().is_some().then_some(dm.name)
+        dm.multipath_wwid().is_some().then_some(dm)
     }
 
-    /// The paths of `map`, read again when its slaves changed.
-    fn paths(&self, map: &str) -> Option<Arc<Vec<PrPath>>> {
-        let slaves = self.sysfs.dm_by_name(map)?.slaves;
+    /// The paths of `dm`, read again when its slaves changed.
+    fn paths(&self, dm: DmDevice) -> Option<Arc<Vec<PrPath>>> {
+        let (map, slaves) = (dm.name.as_str(), dm.slaves);
         let mut maps = self
             .maps
             .lock()
@@ -124,9 +124,10 @@ impl Dispatcher {
             return (sense::check(sense::INVALID_OPCODE), "read-only fd".into());
         }
         if self.mode == MultipathMode::Auto
-            && let Some(map) = self.multipath_map(&req.fd)
+            && let Some(dm) = self.multipath_map(&req.fd)
         {
-            let Some(paths) = self.paths(&map) else {
+            let map = dm.name.clone();
+            let Some(paths) = self.paths(dm) else {
                 return (sense::check(sense::LUN_COMM_FAILURE), map);
             };
             let m = Map {

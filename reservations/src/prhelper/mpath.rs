@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use multipath::dm::Multipathd;
 use nix::errno::Errno;
-use sm_core::scsi::error::{Condition, RawStatus, classify};
+use sm_core::scsi::error::Condition;
 use sm_core::scsi::{DataDir, RawOutcome};
 
 use super::protocol::{CDB_SIZE, DATA_SIZE, PERSISTENT_RESERVE_OUT, Reply, Request};
@@ -78,14 +78,7 @@ impl Answer {
 fn condition_of(r: &Result<RawOutcome, Errno>) -> Option<Condition> {
     match r {
         Err(e) => Some(Condition::Io(*e)),
-        Ok(raw) => classify(RawStatus {
-            status: raw.status,
-            host_status: raw.host_status,
-            driver_status: raw.driver_status,
-            sense: &raw.sense,
-        })
-        .err()
-        .map(|(c, _)| c),
+        Ok(raw) => raw.condition(),
     }
 }
 
@@ -109,6 +102,14 @@ impl Map<'_> {
                 attempt += 1;
                 continue;
             }
+            tracing::debug!(
+                map = self.name,
+                path = %path.name,
+                "{:02x}/{:02x} on the path: {}",
+                cdb.first().copied().unwrap_or(0),
+                cdb.get(1).copied().unwrap_or(0) & 0x1f,
+                condition.as_ref().map_or_else(|| "done".to_string(), ToString::to_string)
+            );
             let mut reply = match &raw {
                 Err(e) => sense::from_errno(*e),
                 Ok(r) => sense::from_raw(r),

@@ -80,6 +80,21 @@ pub struct RawOutcome {
     pub duration: Duration,
 }
 
+impl RawOutcome {
+    /// What the one classifier makes of this outcome: `None` for success (GOOD, CONDITION MET,
+    /// a recovered error), else the condition.
+    pub fn condition(&self) -> Option<Condition> {
+        super::error::classify(super::error::RawStatus {
+            status: self.status,
+            host_status: self.host_status,
+            driver_status: self.driver_status,
+            sense: &self.sense,
+        })
+        .err()
+        .map(|(c, _)| c)
+    }
+}
+
 /// Executes CDBs on one I_T_L nexus (a path to a logical unit).
 ///
 /// Implementations send the command once and classify the outcome with

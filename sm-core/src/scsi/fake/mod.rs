@@ -558,13 +558,16 @@ impl FakeScsi {
     }
 }
 
-impl ScsiTransport for FakeScsi {
-    fn execute(
+impl FakeScsi {
+    /// One command: the emulated LU's answer delivered by `deliver`, logged with what `logged`
+    /// makes of the result (bytes transferred in, or the condition).
+    fn run<T>(
         &self,
         cdb: &[u8],
         mut data: DataDir<'_>,
-        _timeout: Duration,
-    ) -> Result<Completion, ScsiError> {
+        deliver: impl FnOnce(Answer, &mut DataDir<'_>, bool) -> T,
+        logged: impl FnOnce(&T, usize) -> Result<usize, Condition>,
+    ) -> T {
         let mut s = self.lu.lock();
         let (data_out, data_in_len) = match &data {
             DataDir::ToDevice(b) => (b.to_vec(), 0),
@@ -573,54 +576,55 @@ impl ScsiTransport for FakeScsi {
         };
         let answer = s.answer(&self.name, &self.nexus, cdb, &data);
         let desc = s.cfg.blocks > u64::from(u32::MAX);
-        let result = deliver(&self.name, cdb, answer, &mut data, desc);
-        s.record(Logged {
+        let result = deliver(answer, &mut data, desc);
+        let entry = Logged {
             path: self.name.clone(),
             cdb: cdb.to_vec(),
             data_out,
             data_in_len,
-            result: match &result {
+            result: logged(&result, data_in_len),
+        };
+        s.record(entry);
+        result
+    }
+}
+
+impl ScsiTransport for FakeScsi {
+    fn execute(
+        &self,
+        cdb: &[u8],
+        data: DataDir<'_>,
+        _timeout: Duration,
+    ) -> Result<Completion, ScsiError> {
+        let name = self.name.clone();
+        self.run(
+            cdb,
+            data,
+            |answer, data, desc| deliver(&name, cdb, answer, data, desc),
+            |result, data_in_len| match result {
                 Ok(c) => Ok(c.transferred(data_in_len)),
                 Err(e) => Err(e.condition()),
             },
-        });
-        result
+        )
     }
 
     fn execute_raw(
         &self,
         cdb: &[u8],
-        mut data: DataDir<'_>,
+        data: DataDir<'_>,
         _timeout: Duration,
     ) -> Result<RawOutcome, Errno> {
-        let mut s = self.lu.lock();
-        let (data_out, data_in_len) = match &data {
-            DataDir::ToDevice(b) => (b.to_vec(), 0),
-            DataDir::FromDevice(b) => (Vec::new(), b.len()),
-            DataDir::None => (Vec::new(), 0),
-        };
-        let answer = s.answer(&self.name, &self.nexus, cdb, &data);
-        let desc = s.cfg.blocks > u64::from(u32::MAX);
-        let result = deliver_raw(cdb, answer, &mut data, desc);
-        let logged = match &result {
-            Err(e) => Err(Condition::Io(*e)),
-            Ok(r) => classify(RawStatus {
-                status: r.status,
-                host_status: r.host_status,
-                driver_status: r.driver_status,
-                sense: &r.sense,
-            })
-            .map(|_| data_in_len.saturating_sub(r.resid))
-            .map_err(|(c, _)| c),
-        };
-        s.record(Logged {
-            path: self.name.clone(),
-            cdb: cdb.to_vec(),
-            data_out,
-            data_in_len,
-            result: logged,
-        });
-        result
+        self.run(
+            cdb,
+            data,
+            |answer, data, desc| deliver_raw(cdb, answer, data, desc),
+            |result, data_in_len| match result {
+                Err(e) => Err(Condition::Io(*e)),
+                Ok(r) => r
+                    .condition()
+                    .map_or(Ok(data_in_len.saturating_sub(r.resid)), Err),
+            },
+        )
     }
 
     fn device(&self) -> &str {
