@@ -647,12 +647,26 @@ fn lab_pr_helper_on_a_multipath_map_registers_every_path_and_keeps_the_target_s_
     assert_eq!(fs.registrants.len(), paths.len());
     assert!(fs.registrants.iter().any(|r| r.holder));
 
-    // The target's own answers come back: a wrong key conflicts, a wrong RELEASE type is
-    // LIO's ILLEGAL REQUEST 26/04 (libmpathpersist would have made these up).
+    // The target's own answers come back: a wrong key conflicts, wrong RELEASE and RESERVE types are
+    // refused by the target itself (libmpathpersist would have made these up).
     let r = send(&mut c, &reg(P0, K2, K2));
     assert_eq!(r.status(), 0x18, "{r:?}\n{}", helper_log());
+    // This LIO answers a RELEASE of the wrong type with RESERVATION CONFLICT (its log says
+    // so), a RESERVE of type 0 with its own ILLEGAL REQUEST sense.
     let r = send(&mut c, &release(P0, 6, K1));
-    assert_eq!(status_of(&r), (2, 5, 0x26, 0x04), "{r:?}\n{}", helper_log());
+    assert_eq!(r.status(), 0x18, "{r:?}\n{}", helper_log());
+    let r = send(&mut c, &reserve(P0, 0, K1));
+    let sense = r.sense();
+    assert_eq!(
+        (r.status(), sense[0] & 0x7f, sense[2] & 0x0f),
+        (2, 0x70, 5),
+        "{r:?}\n{}",
+        helper_log()
+    );
+    out(&format!(
+        "PRH-MPATH RESERVE type 0 on the map: the target's sense {:02x}/{:02x}",
+        sense[12], sense[13]
+    ));
 
     // A path fails: the reservation holds, PR IN is answered from the other path.
     lab.array().portal_down(2).unwrap();
@@ -887,16 +901,25 @@ impl Drop for HelperOnB<'_> {
     }
 }
 
-/// `sg_persist --in --read-reservation` on host A's map.
+/// `sg_persist --in --read-reservation` on host A's map, asked again while it answers a unit
+/// attention (exit 6: the first command on a path after a preemption).
 fn sg_reservation(lab: &Lab, map: &Path) -> String {
-    lab.run(
-        &Cmd::new("sg_persist")
-            .args(["--in", "--read-reservation", "--no-inquiry"])
-            .arg(map.display().to_string())
-            .ok_codes(&[0, 6]),
-    )
-    .unwrap()
-    .stdout_str()
+    let mut last = String::new();
+    for _ in 0..5 {
+        let o = lab
+            .run(
+                &Cmd::new("sg_persist")
+                    .args(["--in", "--read-reservation", "--no-inquiry"])
+                    .arg(map.display().to_string())
+                    .ok_codes(&[0, 6]),
+            )
+            .unwrap();
+        last = format!("{}{}", o.stdout_str(), o.stderr_str());
+        if o.code == 0 {
+            return last;
+        }
+    }
+    panic!("sg_persist kept answering a unit attention: {last}")
 }
 
 /// Host A's and host B's daemons, each for a "guest" on its own multipath map of one LUN:
