@@ -19,7 +19,7 @@ use serde_json::Value;
 use sm_core::errors::error_chain;
 use sm_core::host::run::Cmd;
 use sm_core::host::sysfs::Sysfs;
-use xapi_tests::lab::{AgentRequest, Lab, PrType, write_block_argv};
+use xapi_tests::lab::{AgentRequest, ExtraSession, Lab, PrType, write_block_argv};
 
 const UUID_A: &str = "a0a0a0a0-0000-4000-8000-00000000000a";
 const UUID_B: &str = "b0b0b0b0-0000-4000-8000-00000000000b";
@@ -540,44 +540,7 @@ fn lab2_pr_a_new_path_is_registered_before_it_carries_io() {
     let before: Vec<String> = paths.iter().map(|p| p.name.clone()).collect();
 
     // A new I_T nexus: a second session to portal 1 through another iface.
-    let target = lab.target_iqn().to_string();
-    let portal = lab.portal(1).unwrap().address.clone();
-    let _ = lab.run(&Cmd::new("iscsiadm").args(["-m", "iface", "-I", EXTRA_IFACE, "-o", "delete"]));
-    run(
-        &lab,
-        &["iscsiadm", "-m", "iface", "-I", EXTRA_IFACE, "-o", "new"],
-    );
-    run(
-        &lab,
-        &[
-            "iscsiadm",
-            "-m",
-            "node",
-            "-T",
-            &target,
-            "-p",
-            &portal,
-            "-I",
-            EXTRA_IFACE,
-            "-o",
-            "new",
-        ],
-    );
-    run(
-        &lab,
-        &[
-            "iscsiadm",
-            "-m",
-            "node",
-            "-T",
-            &target,
-            "-p",
-            &portal,
-            "-I",
-            EXTRA_IFACE,
-            "--login",
-        ],
-    );
+    let extra = ExtraSession::login(&lab, 1, EXTRA_IFACE).unwrap();
     let mut new_dev = String::new();
     wait_until(60, "the new path in the map", || {
         let now = paths_of_map(&Sysfs::host(), &map).map_err(|e| e.to_string())?;
@@ -625,41 +588,7 @@ fn lab2_pr_a_new_path_is_registered_before_it_carries_io() {
     assert_eq!(view.registrations_of(&iqn_a).count(), 3, "{view:?}");
 
     // Clean up: the extra session goes, then the reservation.
-    run(
-        &lab,
-        &[
-            "iscsiadm",
-            "-m",
-            "node",
-            "-T",
-            &target,
-            "-p",
-            &portal,
-            "-I",
-            EXTRA_IFACE,
-            "--logout",
-        ],
-    );
-    run(
-        &lab,
-        &[
-            "iscsiadm",
-            "-m",
-            "node",
-            "-T",
-            &target,
-            "-p",
-            &portal,
-            "-I",
-            EXTRA_IFACE,
-            "-o",
-            "delete",
-        ],
-    );
-    run(
-        &lab,
-        &["iscsiadm", "-m", "iface", "-I", EXTRA_IFACE, "-o", "delete"],
-    );
+    drop(extra);
     mpathd::set_map_key(&MultipathdSocket::new(), &wwid, None).unwrap();
     let now = paths_of_map(&Sysfs::host(), &map).unwrap();
     let lu_now = Lu::new(wwid, &now);

@@ -23,7 +23,7 @@ use reservations::mpathd;
 use reservations::prhelper::client::{Client, RawReply};
 use sm_core::host::run::Cmd;
 use sm_core::scsi::{self, RegisterOpts, SgDevice};
-use xapi_tests::lab::{AgentRequest, Lab};
+use xapi_tests::lab::{AgentRequest, ExtraSession, Lab};
 
 /// The LUN these tests use (no other lab test names it; its PR state is cleared before and after).
 const LUN: u32 = 4;
@@ -504,9 +504,11 @@ fn hex(g: &Got) -> String {
     }
 }
 
-/// The LUN's paths taken out of multipathd's hands while it lives (its path checker's TEST
-/// UNIT READY would consume a unit attention a sequence expects at a random moment); put back
-/// on drop.
+/// Nothing but the helpers sends commands to the LUN while it lives: its paths are out of
+/// multipathd's hands (its checker's TEST UNIT READY) and udev runs no events (closing a path
+/// opened for writing makes a "change" event whose blkid READs the LU). LIO keeps one unit
+/// attention queue per initiator and LU, so any of those would consume a unit attention a
+/// sequence expects, at a random moment. Everything is put back on drop.
 struct Unchecked<'a> {
     lab: &'a Lab,
     paths: Vec<String>,
@@ -514,6 +516,8 @@ struct Unchecked<'a> {
 
 impl<'a> Unchecked<'a> {
     fn new(lab: &'a Lab, paths: &[String]) -> Unchecked<'a> {
+        lab.run(&Cmd::new("udevadm").args(["control", "--stop-exec-queue"]))
+            .unwrap();
         for p in paths {
             let sd = p.trim_start_matches("/dev/");
             lab.run(&Cmd::new("multipathd").args(["del", "path", sd]))
@@ -534,6 +538,9 @@ impl Drop for Unchecked<'_> {
                 .lab
                 .run(&Cmd::new("multipathd").args(["add", "path", sd]));
         }
+        let _ = self
+            .lab
+            .run(&Cmd::new("udevadm").args(["control", "--start-exec-queue"]));
     }
 }
 
@@ -637,6 +644,34 @@ fn lab_pr_helper_on_a_multipath_map_registers_every_path_and_keeps_the_target_s_
         Some(K1),
         "multipathd registers paths that appear later with the guest's key"
     );
+    // A path that appears later (a new session, a new I_T nexus) is registered with the
+    // guest's key as soon as it is in the map.
+    let iqn_a = lab.host_a().iqn.clone();
+    let dm = lab.host_a_lun(LUN).unwrap().dm.clone().unwrap();
+    let slaves = || std::fs::read_dir(format!("/sys/block/{dm}/slaves")).map_or(0, |d| d.count());
+    let before = slaves();
+    let extra = ExtraSession::login(&lab, 1, "prh-extra").unwrap();
+    xapi_tests::lab::wait_until(60, "the new path in the map", || {
+        (slaves() > before)
+            .then_some(())
+            .ok_or(format!("{} slaves", slaves()))
+    });
+    let v = lab.array().pr_view(LUN).unwrap();
+    assert_eq!(
+        v.registrations_of(&iqn_a).filter(|r| r.key == K1).count(),
+        paths.len() + 1,
+        "the new nexus carries the guest's key: {v:?}"
+    );
+    // The extra nexus lets go of its registration before it goes (LIO would keep it).
+    let new_sd = std::fs::read_dir(format!("/sys/block/{dm}/slaves"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find(|sd| !paths.iter().any(|p| p.ends_with(sd.as_str())))
+        .unwrap();
+    let extra_dev = SgDevice::open(format!("/dev/{new_sd}")).unwrap();
+    scsi::pr_register(&extra_dev, K1, 0, RegisterOpts::default()).unwrap();
+    drop(extra_dev);
+    drop(extra);
     // Reserve (type 5) and read it back, READ FULL STATUS included.
     assert_eq!(send(&mut c, &reserve(P0, 5, K1)).status(), 0);
     let rr = send(&mut c, &pr_in(P0, 1, 8192));

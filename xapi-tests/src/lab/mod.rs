@@ -272,6 +272,68 @@ pub fn write_block_argv(dev: &str) -> Vec<String> {
         .collect()
 }
 
+/// A second iSCSI session of host A to one portal, through its own iface (so a new ISID: a
+/// new I_T nexus the array has never seen); logged out and forgotten on drop.
+pub struct ExtraSession<'a> {
+    lab: &'a Lab,
+    target: String,
+    portal: String,
+    iface: String,
+}
+
+impl<'a> ExtraSession<'a> {
+    /// Creates iface `iface` and logs in through it to portal `tpg` of the lab's target.
+    pub fn login(lab: &'a Lab, tpg: u16, iface: &str) -> Result<ExtraSession<'a>, LabError> {
+        let target = lab.target_iqn().to_string();
+        let portal = lab.portal(tpg)?.address.clone();
+        let _ = lab.run(&Cmd::new("iscsiadm").args(["-m", "iface", "-I", iface, "-o", "delete"]));
+        let s = ExtraSession {
+            lab,
+            target,
+            portal,
+            iface: iface.into(),
+        };
+        lab.run(&Cmd::new("iscsiadm").args(["-m", "iface", "-I", iface, "-o", "new"]))?;
+        s.node(&["-o", "new"])?;
+        s.node(&["--login"])?;
+        Ok(s)
+    }
+
+    fn node(&self, what: &[&str]) -> Result<Output, LabError> {
+        let mut argv = vec![
+            "-m",
+            "node",
+            "-T",
+            self.target.as_str(),
+            "-p",
+            self.portal.as_str(),
+            "-I",
+            self.iface.as_str(),
+        ];
+        argv.extend_from_slice(what);
+        self.lab.run(
+            &Cmd::new("iscsiadm")
+                .args(argv)
+                .timeout(std::time::Duration::from_secs(120)),
+        )
+    }
+}
+
+impl Drop for ExtraSession<'_> {
+    fn drop(&mut self) {
+        let _ = self.node(&["--logout"]);
+        let _ = self.node(&["-o", "delete"]);
+        let _ = self.lab.run(&Cmd::new("iscsiadm").args([
+            "-m",
+            "iface",
+            "-I",
+            self.iface.as_str(),
+            "-o",
+            "delete",
+        ]));
+    }
+}
+
 /// A `sh -c` script that makes a host let go of the LUN `wwid` of target `iqn` whatever a
 /// failed test left behind: processes holding an LV on its map are killed, the LVs' mappings
 /// removed, the map flushed, the sessions logged out and the node records deleted. Never fails.
