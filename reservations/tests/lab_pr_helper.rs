@@ -264,6 +264,8 @@ fn sequences() -> Vec<(&'static str, Vec<Step>)> {
                 pr_in(P0, 0, 8192),
             ],
         ),
+        // What follows a PREEMPT AND ABORT is left out: LIO queues the unit attentions of the
+        // aborted nexuses in its own time, so which command meets them varies run to run.
         (
             "preempt and abort",
             vec![
@@ -271,8 +273,6 @@ fn sequences() -> Vec<(&'static str, Vec<Step>)> {
                 reg(P1, 0, K2),
                 reserve(P0, 5, K1),
                 pr_out(P1, 5, 5, K2, K1, 0),
-                pr_in(P1, 1, 8192),
-                pr_in(P0, 1, 8192),
             ],
         ),
         (

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use multipath::dm::Multipathd;
 use nix::errno::Errno;
-use sm_core::scsi::error::Condition;
+use sm_core::scsi::error::{Condition, STATUS_RESERVATION_CONFLICT};
 use sm_core::scsi::{DataDir, RawOutcome};
 
 use super::protocol::{CDB_SIZE, DATA_SIZE, PERSISTENT_RESERVE_OUT, Reply, Request};
@@ -212,13 +212,28 @@ impl Map<'_> {
     /// RELEASE on the holder path, else on each path until the reservation is gone.
     fn release(&self, req: &Request) -> Reply {
         let lu = Lu::new(self.name, self.paths);
-        let holder = lu.state().ok().and_then(|s| {
+        let state = lu.state();
+        let holder = state.as_ref().ok().and_then(|s| {
             let h = s.holder()?.clone();
             self.paths
                 .iter()
                 .find(|p| p.usable && p.nexus.as_ref().is_some_and(|n| h.is(n)))
                 .cloned()
         });
+        match (&state, &holder) {
+            (Ok(s), Some(p)) => tracing::debug!(
+                map = self.name,
+                "{s}; RELEASE on the holder path {}",
+                p.name
+            ),
+            (Ok(s), None) => tracing::debug!(
+                map = self.name,
+                "{s}; no holder path known, RELEASE path by path"
+            ),
+            (Err(e), _) => {
+                tracing::debug!(map = self.name, "state unknown ({e}); RELEASE path by path")
+            }
+        }
         if let Some(p) = holder {
             let a = self.send(&p, &req.cdb, DataDir::ToDevice(&req.params));
             if !a.path_failed() {
@@ -229,7 +244,9 @@ impl Map<'_> {
         let mut last = None;
         for p in self.ordered() {
             let a = self.send(p, &req.cdb, DataDir::ToDevice(&req.params));
-            if a.path_failed() {
+            // A failed path, or one that is not the holder's (LIO answers RESERVATION
+            // CONFLICT there for some types): the next path may be the holder's.
+            if a.path_failed() || a.reply.status == STATUS_RESERVATION_CONFLICT {
                 last = Some(a);
                 continue;
             }

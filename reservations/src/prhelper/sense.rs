@@ -6,14 +6,12 @@
 
 use nix::errno::Errno;
 use sm_core::scsi::RawOutcome;
-use sm_core::scsi::error::{STATUS_BUSY, STATUS_CHECK_CONDITION, STATUS_GOOD};
+use sm_core::scsi::error::{
+    STATUS_BUSY, STATUS_CHECK_CONDITION, STATUS_GOOD, STATUS_RESERVATION_CONFLICT,
+    STATUS_TASK_SET_FULL,
+};
 
 use super::protocol::Reply;
-
-/// SCSI status RESERVATION CONFLICT.
-const STATUS_RESERVATION_CONFLICT: u8 = 0x18;
-/// SCSI status TASK SET FULL.
-const STATUS_TASK_SET_FULL: u8 = 0x28;
 
 /// A sense key with its additional sense code and qualifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
