@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use multipath::dm::Multipathd;
 use sm_core::host::sysfs::{DmDevice, Sysfs};
-use sm_core::scsi::SgDevice;
+use sm_core::scsi::{PrOutAction, SgDevice};
 
 use super::mpath::Map;
 use super::plain;
@@ -192,17 +192,8 @@ impl OutSummary {
                 .map_or(0, |b| b.iter().fold(0u64, |a, x| a << 8 | u64::from(*x)))
         };
         OutSummary {
-            action: match req.service_action() {
-                0 => "REGISTER",
-                1 => "RESERVE",
-                2 => "RELEASE",
-                3 => "CLEAR",
-                4 => "PREEMPT",
-                5 => "PREEMPT AND ABORT",
-                6 => "REGISTER AND IGNORE EXISTING KEY",
-                7 => "REGISTER AND MOVE",
-                _ => "(reserved service action)",
-            },
+            action: PrOutAction::from_code(req.service_action())
+                .map_or("(reserved service action)", PrOutAction::name),
             pr_type: req.cdb[2] & 0x0f,
             scope: req.cdb[2] >> 4,
             key: be64(0),

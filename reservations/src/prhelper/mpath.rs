@@ -22,7 +22,7 @@ use std::time::Duration;
 use multipath::dm::Multipathd;
 use nix::errno::Errno;
 use sm_core::scsi::error::{Condition, STATUS_RESERVATION_CONFLICT};
-use sm_core::scsi::{DataDir, RawOutcome};
+use sm_core::scsi::{DataDir, PrOutAction, RawOutcome};
 
 use super::protocol::{CDB_SIZE, DATA_SIZE, PERSISTENT_RESERVE_OUT, Reply, Request};
 use super::sense;
@@ -30,15 +30,6 @@ use crate::engine::Lu;
 use crate::key::PrKey;
 use crate::mpathd;
 use crate::path::PrPath;
-
-/// PR OUT service actions.
-mod sa {
-    pub const REGISTER: u8 = 0;
-    pub const RESERVE: u8 = 1;
-    pub const RELEASE: u8 = 2;
-    pub const CLEAR: u8 = 3;
-    pub const REGISTER_AND_IGNORE: u8 = 6;
-}
 
 /// Unit attentions re-sent on one path before its answer is handed on.
 const UA_ATTEMPTS: u32 = 5;
@@ -156,23 +147,24 @@ impl Map<'_> {
             return self.first(req).0.reply.fit(&req.cdb);
         }
         let flags = req.params.get(20).copied().unwrap_or(0);
-        match req.service_action() {
-            sa::REGISTER | sa::REGISTER_AND_IGNORE
+        let action = PrOutAction::from_code(req.service_action());
+        match action {
+            Some(PrOutAction::Register | PrOutAction::RegisterAndIgnoreExistingKey)
                 if req.params.len() >= FIXED_PARAMS && flags & 0x0c == 0 =>
             {
                 self.register(req, flags)
             }
-            sa::RELEASE => self.release(req),
-            sa::RESERVE => {
+            Some(PrOutAction::Release) => self.release(req),
+            Some(PrOutAction::Reserve) => {
                 let (a, _) = self.first(req);
                 if a.good() {
                     self.read_back_reservation(req);
                 }
                 a.reply.fit(&req.cdb)
             }
-            s => {
+            _ => {
                 let (a, _) = self.first(req);
-                if a.good() && s == sa::CLEAR {
+                if a.good() && action == Some(PrOutAction::Clear) {
                     self.map_key(None);
                 }
                 a.reply.fit(&req.cdb)
@@ -189,7 +181,7 @@ impl Map<'_> {
         let sa_key = be64(&req.params[8..16]);
         let mut cdb = [0u8; CDB_SIZE];
         cdb[0] = PERSISTENT_RESERVE_OUT;
-        cdb[1] = sa::REGISTER_AND_IGNORE;
+        cdb[1] = PrOutAction::RegisterAndIgnoreExistingKey.code();
         cdb[8] = FIXED_PARAMS as u8;
         let mut params = [0u8; FIXED_PARAMS];
         params[8..16].copy_from_slice(&sa_key.to_be_bytes());
