@@ -31,7 +31,8 @@ pub enum MultipathMode {
 
 /// What answers requests (the daemon's, or a test's).
 pub trait Backend: Send + Sync {
-    /// The reply to `req` (its descriptor is closed when `req` is dropped).
+    /// The reply to `req` (its descriptor is closed when `req` is dropped). The connection
+    /// cuts it to what the client may receive ([`Reply::fit`]).
     fn execute(&self, req: Request) -> Reply;
 }
 
@@ -120,7 +121,7 @@ impl Dispatcher {
     }
 
     fn route(&self, req: Request) -> (Reply, String) {
-        if req.is_out() && read_only(&req.fd) {
+        if req.is_out() && !sm_core::scsi::device::is_writable(req.fd.as_fd()) {
             return (sense::check(sense::INVALID_OPCODE), "read-only fd".into());
         }
         if self.mode == MultipathMode::Auto
@@ -167,13 +168,6 @@ impl Backend for Dispatcher {
     }
 }
 
-/// Whether `fd` was opened read-only.
-fn read_only(fd: &OwnedFd) -> bool {
-    rustix::fs::fcntl_getfl(fd.as_fd())
-        .map(|fl| fl & rustix::fs::OFlags::ACCMODE == rustix::fs::OFlags::RDONLY)
-        .unwrap_or(false)
-}
-
 /// What a PR OUT asked, for the log.
 struct OutSummary {
     action: &'static str,
@@ -186,19 +180,14 @@ struct OutSummary {
 
 impl OutSummary {
     fn of(req: &Request) -> OutSummary {
-        let p = &req.params;
-        let be64 = |o: usize| {
-            p.get(o..o + 8)
-                .map_or(0, |b| b.iter().fold(0u64, |a, x| a << 8 | u64::from(*x)))
-        };
         OutSummary {
             action: PrOutAction::from_code(req.service_action())
                 .map_or("(reserved service action)", PrOutAction::name),
             pr_type: req.cdb[2] & 0x0f,
             scope: req.cdb[2] >> 4,
-            key: be64(0),
-            sa_key: be64(8),
-            flags: p.get(20).copied().unwrap_or(0),
+            key: req.key(),
+            sa_key: req.sa_key(),
+            flags: req.flags(),
         }
     }
 }

@@ -144,9 +144,9 @@ impl Map<'_> {
     /// Executes `req` on the map.
     pub fn execute(&self, req: &Request) -> Reply {
         if !req.is_out() {
-            return self.first(req).0.reply.fit(&req.cdb);
+            return self.first(req).0.reply;
         }
-        let flags = req.params.get(20).copied().unwrap_or(0);
+        let flags = req.flags();
         let action = PrOutAction::from_code(req.service_action());
         match action {
             Some(PrOutAction::Register | PrOutAction::RegisterAndIgnoreExistingKey)
@@ -160,14 +160,14 @@ impl Map<'_> {
                 if a.good() {
                     self.read_back_reservation(req);
                 }
-                a.reply.fit(&req.cdb)
+                a.reply
             }
             _ => {
                 let (a, _) = self.first(req);
                 if a.good() && action == Some(PrOutAction::Clear) {
                     self.map_key(None);
                 }
-                a.reply.fit(&req.cdb)
+                a.reply
             }
         }
     }
@@ -176,9 +176,9 @@ impl Map<'_> {
     fn register(&self, req: &Request, flags: u8) -> Reply {
         let (a, via) = self.first(req);
         let Some(via) = via.filter(|_| a.good()) else {
-            return a.reply.fit(&req.cdb);
+            return a.reply;
         };
-        let sa_key = be64(&req.params[8..16]);
+        let sa_key = req.sa_key();
         let mut cdb = [0u8; CDB_SIZE];
         cdb[0] = PERSISTENT_RESERVE_OUT;
         cdb[1] = PrOutAction::RegisterAndIgnoreExistingKey.code();
@@ -194,11 +194,11 @@ impl Map<'_> {
             }
             if !other.good() {
                 tracing::error!(map = self.name, path = %p.name, status = other.reply.status, "REGISTER AND IGNORE EXISTING KEY refused on a second path");
-                return other.reply.fit(&req.cdb);
+                return other.reply;
             }
         }
         self.map_key(PrKey::new(sa_key).ok());
-        a.reply.fit(&req.cdb)
+        a.reply
     }
 
     /// RELEASE on the holder path, else on each path until the reservation is gone.
@@ -229,10 +229,10 @@ impl Map<'_> {
         if let Some(p) = holder {
             let a = self.send(&p, &req.cdb, DataDir::ToDevice(&req.params));
             if !a.path_failed() {
-                return a.reply.fit(&req.cdb);
+                return a.reply;
             }
         }
-        let key = req.params.get(..8).map_or(0, be64);
+        let key = req.key();
         let mut last = None;
         for p in self.ordered() {
             let a = self.send(p, &req.cdb, DataDir::ToDevice(&req.params));
@@ -243,24 +243,23 @@ impl Map<'_> {
                 continue;
             }
             if !a.good() {
-                return a.reply.fit(&req.cdb);
+                return a.reply;
             }
             let gone = lu
                 .read_reservation()
                 .map(|r| r.reservation.is_none_or(|r| r.key != key))
                 .unwrap_or(true);
             if gone {
-                return a.reply.fit(&req.cdb);
+                return a.reply;
             }
             last = Some(a);
         }
         last.map_or_else(|| sense::check(sense::LUN_COMM_FAILURE), |a| a.reply)
-            .fit(&req.cdb)
     }
 
     /// After a RESERVE: the reservation read back, a mismatch logged.
     fn read_back_reservation(&self, req: &Request) {
-        let key = req.params.get(..8).map_or(0, be64);
+        let key = req.key();
         match Lu::new(self.name, self.paths).read_reservation() {
             Ok(r) if r.reservation.is_some_and(|r| r.key == key) => {}
             Ok(r) => tracing::warn!(
@@ -284,11 +283,4 @@ impl Map<'_> {
             tracing::warn!(map = self.name, "multipathd: {e}");
         }
     }
-}
-
-fn be64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    let n = b.len().min(8);
-    a[..n].copy_from_slice(&b[..n]);
-    u64::from_be_bytes(a)
 }

@@ -2,7 +2,8 @@
 //! its own descriptor, and the reply is what qemu-pr-helper would send: the 16 CDB bytes as
 //! received, PR IN read into an 8 KiB buffer and the payload cut to what the device transferred
 //! and to the allocation length, the device's status and sense unchanged, SG_IO failures
-//! mapped by [`super::sense`].
+//! mapped by [`super::sense`]. The payload is cut to the allocation length where every reply
+//! is, in [`super::server::serve_connection`].
 
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ pub fn pass_through(dev: &dyn ScsiTransport, req: &Request, timeout: Duration) -
                     buf.truncate(DATA_SIZE.saturating_sub(raw.resid));
                     reply.payload = buf;
                 }
-                reply.fit(&req.cdb)
+                reply
             }
         }
     }

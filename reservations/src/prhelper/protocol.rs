@@ -79,10 +79,30 @@ impl Request {
         self.cdb[1] & 0x1f
     }
 
+    /// The PR OUT parameter list's RESERVATION KEY (bytes 0-7; 0 when the list is shorter).
+    pub fn key(&self) -> u64 {
+        be64(self.params.get(..8))
+    }
+
+    /// The PR OUT parameter list's SERVICE ACTION RESERVATION KEY (bytes 8-15).
+    pub fn sa_key(&self) -> u64 {
+        be64(self.params.get(8..16))
+    }
+
+    /// The PR OUT parameter list's flags byte (20: SPEC_I_PT, ALL_TG_PT, APTPL).
+    pub fn flags(&self) -> u8 {
+        self.params.get(20).copied().unwrap_or(0)
+    }
+
     /// The allocation length (PR IN) or parameter list length (PR OUT): CDB bytes 7-8.
     pub fn transfer_len(&self) -> usize {
         transfer_len(&self.cdb)
     }
+}
+
+fn be64(b: Option<&[u8]>) -> u64 {
+    b.and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_be_bytes)
 }
 
 /// CDB bytes 7-8, big-endian: the transfer length of both PR commands.

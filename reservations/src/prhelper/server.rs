@@ -140,9 +140,9 @@ pub struct Activity {
 }
 
 /// A client socket as a [`Wire`].
-pub struct Client(pub UnixStream);
+pub struct ClientSocket(pub UnixStream);
 
-impl Wire for Client {
+impl Wire for ClientSocket {
     fn recv_with_fds(&mut self, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>, bool)> {
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(FDS_PER_READ))];
         let mut anc = RecvAncillaryBuffer::new(&mut space);
@@ -238,7 +238,8 @@ pub fn run(
         let spawned = std::thread::Builder::new()
             .name("pr-helper-conn".into())
             .spawn(move || {
-                let why = serve_connection(&mut Client(stream), backend.as_ref(), &stop, &act);
+                let why =
+                    serve_connection(&mut ClientSocket(stream), backend.as_ref(), &stop, &act);
                 match why {
                     Framing::Closed => tracing::debug!("connection closed"),
                     other => tracing::warn!("connection closed: {other}"),

@@ -29,6 +29,17 @@ fn open_errno(path: &Path, e: std::io::Error) -> ScsiError {
     }
 }
 
+/// Whether `fd` was opened for writing (its access mode is not `O_RDONLY`); false when the
+/// mode cannot be read.
+pub fn is_writable(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)
+        .map(|fl| {
+            let mode = nix::fcntl::OFlag::from_bits_truncate(fl) & nix::fcntl::OFlag::O_ACCMODE;
+            mode != nix::fcntl::OFlag::O_RDONLY
+        })
+        .unwrap_or(false)
+}
+
 impl SgDevice {
     /// Opens `path` read-write (`O_RDWR | O_NONBLOCK`), as PR OUT and STPG need; falls back
     /// to read-only when the node refuses writers (`EACCES`, `EROFS`). Rejects anything that is
@@ -78,12 +89,7 @@ impl SgDevice {
     /// pr-helper protocol). `name` is used in logs and errors. Whether it is writable is read
     /// from the descriptor's access mode.
     pub fn from_fd(fd: OwnedFd, name: impl Into<String>) -> SgDevice {
-        let writable = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::FcntlArg::F_GETFL)
-            .map(|fl| {
-                let mode = nix::fcntl::OFlag::from_bits_truncate(fl) & nix::fcntl::OFlag::O_ACCMODE;
-                mode != nix::fcntl::OFlag::O_RDONLY
-            })
-            .unwrap_or(false);
+        let writable = is_writable(fd.as_fd());
         SgDevice {
             fd,
             name: name.into(),
